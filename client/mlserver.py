@@ -1,0 +1,164 @@
+"""Talk to a V2 (Open Inference Protocol) server that serves mlplatform models.
+
+The three functions are the platform guide's (seed 001), kept with their names
+and arguments so the guide's notebooks work unchanged; ``MLServerClient`` is a
+small typed client on top.  Only ``requests`` is needed: no MLServer import, so
+this works from any notebook and against any V2 server (MLServer, KServe, Triton).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Union
+
+import requests
+from requests import Response
+
+from pyfunc_models.wire import WireFormatError, decode_json_response, json_request
+
+DEFAULT_TIMEOUT = (5.0, 60.0)  # seconds to connect, seconds to wait for the answer
+
+
+class InferenceServerError(RuntimeError):
+    """The server answered, but not with 200.  Carries the server's own message."""
+
+    def __init__(self, status_code: int, message: str, url: str):
+        super().__init__(f"{url} answered HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.message = message
+        self.url = url
+
+
+class ServerUnreachable(ConnectionError):
+    """No answer from the server at all (refused, DNS, timeout)."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"cannot reach {url}: {reason}")
+        self.url = url
+
+
+def create_request_to_mlserver_model(data: Any, model_name: str) -> Dict[str, Any]:
+    """The V2 request body carrying ``data`` as one JSON string (the guide's format)."""
+    return json_request(data, model_name)
+
+
+def send_request_to_mlserver_model(
+    inference_request: Dict[str, Any],
+    host: str,
+    model_name: str,
+    *,
+    timeout: Union[float, tuple] = DEFAULT_TIMEOUT,
+    session: Optional[requests.Session] = None,
+) -> Response:
+    """POST the request to ``<host>/v2/models/<model_name>/infer`` and return the response.
+
+    Like the guide, this returns the response whatever its status;
+    ``decode_answer`` raises for a non-200 one.
+    """
+    endpoint = f"{host.rstrip('/')}/v2/models/{model_name}/infer"
+    post = (session or requests).post
+    try:
+        return post(endpoint, json=inference_request, timeout=timeout)
+    except requests.RequestException as exc:
+        raise ServerUnreachable(endpoint, _reason(exc)) from exc
+
+
+def decode_answer(post_response: Response) -> Any:
+    """The model's answer (a dict, or a list for a batch) from the server's response."""
+    if post_response.status_code != 200:
+        raise InferenceServerError(
+            post_response.status_code, _error_message(post_response), post_response.url
+        )
+    try:
+        body = post_response.json()
+    except ValueError as exc:
+        raise WireFormatError(f"{post_response.url} did not answer with JSON") from exc
+    return decode_json_response(body)
+
+
+def _error_message(response: Response) -> str:
+    """MLServer puts its message in ``error``; FastAPI validation errors in ``detail``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip() or response.reason
+    if isinstance(body, dict):
+        if body.get("error"):
+            return str(body["error"])
+        detail = body.get("detail")
+        if isinstance(detail, list):
+            return "; ".join(
+                f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg')}"
+                for item in detail if isinstance(item, dict)
+            ) or str(detail)
+        if detail:
+            return str(detail)
+    return str(body)
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection refused or host unknown"
+    return type(exc).__name__
+
+
+class MLServerClient:
+    """A typed client for JSON models served over V2.
+
+    >>> with MLServerClient("http://127.0.0.1:8000") as server:
+    ...     server.predict("echo", {"a": 10})
+    {'result': 20}
+    """
+
+    def __init__(self, host: str, *, timeout: Union[float, tuple] = DEFAULT_TIMEOUT):
+        self.host = host.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def __enter__(self) -> "MLServerClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def predict(self, model: str, data: Any, *, version: Optional[str] = None) -> Any:
+        """Send one JSON document to ``model`` and return its decoded answer."""
+        request = create_request_to_mlserver_model(data, model)
+        return decode_answer(self._post(self._model_path(model, version) + "/infer", request))
+
+    def infer(self, model: str, request: Dict[str, Any], *,
+              version: Optional[str] = None) -> Dict[str, Any]:
+        """Send a raw V2 request body and return the raw V2 response body."""
+        response = self._post(self._model_path(model, version) + "/infer", request)
+        if response.status_code != 200:
+            raise InferenceServerError(response.status_code, _error_message(response), response.url)
+        return response.json()
+
+    def is_ready(self, model: Optional[str] = None) -> bool:
+        """Whether the server (or one of its models) is ready to answer."""
+        path = f"{self._model_path(model, None)}/ready" if model else "/v2/health/ready"
+        try:
+            return self._session.get(self.host + path, timeout=self.timeout).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def models(self) -> List[Dict[str, Any]]:
+        """The server's model repository: name, version and state of each model."""
+        response = self._post("/v2/repository/index", {})
+        if response.status_code != 200:
+            raise InferenceServerError(response.status_code, _error_message(response), response.url)
+        return response.json()
+
+    def _model_path(self, model: str, version: Optional[str]) -> str:
+        path = f"/v2/models/{model}"
+        return f"{path}/versions/{version}" if version else path
+
+    def _post(self, path: str, body: Dict[str, Any]) -> Response:
+        url = self.host + path
+        try:
+            return self._session.post(url, json=body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ServerUnreachable(url, _reason(exc)) from exc

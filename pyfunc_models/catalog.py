@@ -1,0 +1,100 @@
+"""The catalog of models the toolkit can train and register by name.
+
+A model module registers a *build* function with ``@register_model``; the
+function trains (if the model needs training) and returns a ``ModelBundle``:
+everything ``mlflow.pyfunc.log_model`` needs.  The CLI, the tests and the demo
+look models up here, so adding a model is one decorated function.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+from .codec import JsonCodecModel
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+# Modules holding the built-in models; imported on first catalog access.
+BUILTIN_MODULES = ("pyfunc_models.echo", "pyfunc_models.fraud.train")
+
+# Distributions every served model needs, pinned to the installed versions so
+# that the pickled model loads where it is served.
+BASE_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy")
+
+
+@dataclass
+class ModelBundle:
+    """What a build produced, ready to be logged to MLflow."""
+
+    python_model: JsonCodecModel
+    input_example: Any
+    artifacts: Dict[str, str] = field(default_factory=dict)
+    metrics: Dict[str, float] = field(default_factory=dict)
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    build: Callable[[Path], ModelBundle]
+    requirements: Tuple[str, ...] = ()
+
+    def pip_requirements(self) -> List[str]:
+        """Pinned requirements: the distributions the model imports, at installed versions."""
+        names = dict.fromkeys(BASE_REQUIREMENTS + self.requirements)
+        return [f"{name}=={metadata.version(name)}" for name in names]
+
+    def fingerprint(self) -> str:
+        """A digest of the model code and its library versions.
+
+        Registration skips training when the champion was built from the same
+        fingerprint: same code, same libraries, same deterministic data.
+        """
+        digest = hashlib.sha256(self.name.encode())
+        for path in sorted(PACKAGE_DIR.rglob("*.py")):
+            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+        for requirement in self.pip_requirements():
+            digest.update(requirement.encode())
+        return digest.hexdigest()[:16]
+
+
+_CATALOG: Dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str, description: str, requirements: Tuple[str, ...] = ()
+) -> Callable[[Callable[[Path], ModelBundle]], Callable[[Path], ModelBundle]]:
+    """Decorator: add a build function to the catalog under ``name``."""
+
+    def decorate(build: Callable[[Path], ModelBundle]) -> Callable[[Path], ModelBundle]:
+        if name in _CATALOG and _CATALOG[name].build is not build:
+            raise ValueError(f"model {name!r} is registered twice")
+        _CATALOG[name] = ModelSpec(name, description, build, tuple(requirements))
+        return build
+
+    return decorate
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    _load_builtins()
+    try:
+        return _CATALOG[name]
+    except KeyError:
+        known = ", ".join(sorted(_CATALOG))
+        raise KeyError(f"unknown model {name!r}; known models: {known}") from None
+
+
+def model_specs() -> List[ModelSpec]:
+    _load_builtins()
+    return [_CATALOG[name] for name in sorted(_CATALOG)]

@@ -1,0 +1,103 @@
+"""The base class of every served model: one ``predict`` for MLServer and notebooks.
+
+The life of a request follows the lifecycle KServe models use:
+``load_context`` (load) -> ``decode_request`` (pre-process) -> ``score``
+(predict) -> ``encode_response`` (post-process).
+
+Two callers reach ``predict``:
+
+* MLServer's ``mlserver_mlflow.MLflowRuntime`` hands over the raw
+  ``InferenceRequest`` when the model has no signature (the codec pattern of the
+  platform guide).  ``predict`` decodes the JSON documents, scores them and
+  encodes the answers as the ``output`` tensor.
+* A notebook calls ``mlflow.pyfunc.load_model(uri).predict({"a": 10})``;
+  ``predict`` scores the data directly and returns the plain answer, exactly
+  as it would arrive over the wire.
+
+Subclasses implement ``score`` (one JSON document in, one JSON-able answer out)
+and, when they have files to load, ``load_context``.  Models must be logged
+without a signature (``signature=False``), or MLServer enforces the signature
+and never hands the raw request over.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Dict, List
+
+import mlflow
+import numpy as np
+
+from .errors import ModelInputError
+from .wire import BYTES, OUTPUT_NAME, WireFormatError, decode_json_tensor, to_json
+
+
+def is_inference_request(value: Any) -> bool:
+    """True for an MLServer ``InferenceRequest``.
+
+    MLServer can only have sent one if it is imported in this process, so the
+    check costs nothing (and imports nothing) in a notebook.
+    """
+    types = sys.modules.get("mlserver.types")
+    return types is not None and isinstance(value, types.InferenceRequest)
+
+
+def plain_json(value: Any) -> Any:
+    """Input as JSON values, whatever MLflow's own tooling wrapped it in.
+
+    MLflow's scoring server (``/invocations``, ``mlflow models predict``, the
+    input-example check at logging time) turns ``{"a": 10}`` into
+    ``{"a": array(10)}`` and records into a DataFrame; the model should see the
+    same JSON a V2 client sends.
+    """
+    if hasattr(value, "columns") and hasattr(value, "to_dict"):  # a pandas DataFrame
+        value = value.to_dict(orient="records")
+    return json.loads(to_json(value))
+
+
+class JsonCodecModel(mlflow.pyfunc.PythonModel):
+    """A pyfunc model that takes JSON documents and answers with JSON documents."""
+
+    # MLflow asks every PythonModel for ``predict`` type hints and warns without them;
+    # hints would turn on its input validation and a signature, which the codec must
+    # avoid.  This is MLflow's own switch for skipping that check (see constraints.txt).
+    _skip_type_hint_validation = True
+
+    def predict(self, context, model_input, params=None):
+        if is_inference_request(model_input):
+            documents = self.decode_request(model_input)
+            return self.encode_response(self.score_documents(documents))
+        # The notebook path: answer exactly what a client of the server would get.
+        return json.loads(to_json(self.score(plain_json(model_input))))
+
+    def decode_request(self, request) -> List[Any]:
+        """The JSON documents carried by the request's single BYTES input."""
+        inputs = request.inputs
+        if len(inputs) != 1:
+            raise ModelInputError(
+                f"expected exactly one {BYTES} input holding JSON, got {len(inputs)} inputs"
+            )
+        tensor = inputs[0]
+        try:
+            return decode_json_tensor(tensor.name, tensor.datatype, tensor.data.root)
+        except WireFormatError as exc:
+            raise ModelInputError(str(exc)) from exc
+
+    def encode_response(self, answers: List[Any]) -> Dict[str, np.ndarray]:
+        """Answers as the ``output`` tensor, one JSON string per request document.
+
+        A single answer is a 0-d array, which MLServer sends with shape ``[1]`` as
+        in the guide; several answers keep one row each, so MLServer's adaptive
+        batching can split them back to their requests.
+        """
+        if len(answers) == 1:
+            return {OUTPUT_NAME: np.array(to_json(answers[0]), dtype=object)}
+        return {OUTPUT_NAME: np.array([to_json(a) for a in answers], dtype=object)}
+
+    def score_documents(self, documents: List[Any]) -> List[Any]:
+        """Score each document; override to score a batch in one go."""
+        return [self.score(document) for document in documents]
+
+    def score(self, data: Any) -> Any:
+        """Answer one JSON document.  Raise ``ModelInputError`` for bad data."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Binary card-fraud classifier: synthetic data, shared features, training and serving."""

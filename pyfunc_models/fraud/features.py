@@ -1,0 +1,102 @@
+"""Transaction features, shared by training and serving.
+
+Training builds its frame with ``feature_frame(generated_rows)``; serving
+builds it with ``transactions_to_frame(request_json)``, which validates the
+JSON first and then calls the same ``feature_frame``.  The column list, the
+types and the encoder live only here.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.preprocessing import OneHotEncoder
+
+from ..errors import ModelInputError
+
+CATEGORICAL = ("merchant_category", "country")
+NUMERIC = ("amount", "hour", "card_age_days", "distance_from_home_km", "transactions_last_24h")
+BOOLEAN = ("is_online",)
+FEATURES: Tuple[str, ...] = CATEGORICAL + NUMERIC + BOOLEAN
+
+# Numeric ranges a transaction must fall in; the message names the field.
+RANGES = {
+    "amount": (0.0, 1e9),
+    "hour": (0, 23),
+    "card_age_days": (0, 100_000),
+    "distance_from_home_km": (0.0, 40_075.0),
+    "transactions_last_24h": (0, 100_000),
+}
+
+EXAMPLE_TRANSACTION: Dict[str, Any] = {
+    "amount": 1250.0,
+    "hour": 3,
+    "merchant_category": "electronics",
+    "country": "NG",
+    "card_age_days": 2100,
+    "is_online": True,
+    "distance_from_home_km": 5400.0,
+    "transactions_last_24h": 6,
+}
+
+
+def feature_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The model's input columns, in order and with their training dtypes."""
+    frame = rows.loc[:, list(FEATURES)].copy()
+    for column in CATEGORICAL:
+        frame[column] = frame[column].astype(str)
+    for column in NUMERIC:
+        frame[column] = frame[column].astype(float)
+    for column in BOOLEAN:
+        frame[column] = frame[column].astype(float)
+    return frame
+
+
+def build_preprocessor() -> ColumnTransformer:
+    """One-hot encodes the categories (unknown ones become all-zero) and passes numbers."""
+    return ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL)),
+            ("numeric", "passthrough", list(NUMERIC + BOOLEAN)),
+        ]
+    )
+
+
+def transactions_to_frame(data: Any) -> Tuple[pd.DataFrame, bool]:
+    """Validate one transaction (a JSON object) or a list of them.
+
+    Returns the feature frame and whether a single object was sent, so the
+    answer can have the same shape as the question.
+    """
+    single = isinstance(data, dict)
+    records: List[Any] = [data] if single else data
+    if not isinstance(records, list) or not records:
+        raise ModelInputError(
+            "fraud expects a transaction object or a non-empty list of them, "
+            f"with fields {', '.join(FEATURES)}"
+        )
+    for index, record in enumerate(records):
+        _check_record(record, "transaction" if single else f"transaction {index}")
+    return feature_frame(pd.DataFrame.from_records(records)), single
+
+
+def _check_record(record: Any, where: str) -> None:
+    if not isinstance(record, dict):
+        raise ModelInputError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    missing = [name for name in FEATURES if name not in record]
+    if missing:
+        raise ModelInputError(f"{where}: missing field(s) {', '.join(missing)}")
+    for name in CATEGORICAL:
+        if not isinstance(record[name], str) or not record[name]:
+            raise ModelInputError(f"{where}: field {name!r} must be a non-empty string")
+    for name in BOOLEAN:
+        if record[name] not in (True, False, 0, 1):
+            raise ModelInputError(f"{where}: field {name!r} must be true or false")
+    for name in NUMERIC:
+        value = record[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ModelInputError(f"{where}: field {name!r} must be a number, got {value!r}")
+        low, high = RANGES[name]
+        if not low <= value <= high:
+            raise ModelInputError(f"{where}: field {name!r} must be between {low} and {high}")

@@ -1,0 +1,148 @@
+"""Log a catalog model to MLflow, register a version and point an alias at it.
+
+What lands in MLflow for each registration:
+
+* a run (experiment named after the model) with the training params and metrics;
+* the pyfunc model, logged **without a signature** (``signature=False``): with a
+  signature MLServer would enforce it and answer the guide's wire format with
+  "Model is missing inputs" (HTTP 500).  The plain input example is still saved
+  (``input_example.json``), and the V2 request that carries it sits beside it as
+  the model artifact ``example_request.json``;
+* a new registered model version, tagged with the code fingerprint, and the
+  alias (default ``champion``) moved to it.
+
+Anything that fails after the version exists removes that version again, so a
+failed ``register`` never leaves a half-registered model behind.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from .catalog import PACKAGE_DIR, ModelSpec, get_model_spec
+from .wire import json_request
+
+DEFAULT_ALIAS = "champion"
+FINGERPRINT_TAG = "mlplatform.fingerprint"
+EXAMPLE_REQUEST_ARTIFACT = "example_request"
+
+
+class RegistrationError(RuntimeError):
+    """Registration failed; nothing half-registered was left behind."""
+
+
+@dataclass
+class Registration:
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    artifact_uri: str
+    trained: bool
+    metrics: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def alias_uri(self) -> str:
+        return f"models:/{self.name}@{self.alias}"
+
+
+def current_version(client: MlflowClient, name: str, alias: str) -> Optional[ModelVersion]:
+    """The version ``alias`` points at, or None if the model or alias does not exist."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def artifact_location(client: MlflowClient, version: ModelVersion) -> str:
+    """Where the version's files are stored (``mlflow-artifacts:/...`` behind a proxy)."""
+    return client.get_model_version_download_uri(version.name, version.version)
+
+
+def register(
+    model: str,
+    tracking_uri: str,
+    *,
+    alias: str = DEFAULT_ALIAS,
+    experiment: Optional[str] = None,
+    force: bool = False,
+) -> Registration:
+    """Train (if the code changed or ``force``), log and register ``model``."""
+    spec = get_model_spec(model)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    fingerprint = spec.fingerprint()
+
+    existing = current_version(client, spec.name, alias)
+    if existing is not None and not force and existing.tags.get(FINGERPRINT_TAG) == fingerprint:
+        run = client.get_run(existing.run_id)
+        return Registration(
+            spec.name, existing.version, alias, existing.run_id,
+            artifact_location(client, existing), trained=False, metrics=dict(run.data.metrics),
+        )
+
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = mlflow.set_experiment(experiment or spec.name).experiment_id
+    with tempfile.TemporaryDirectory(prefix=f"mlplatform-{spec.name}-") as workdir:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}-train") as run:
+            model_uri, model_id, bundle_metrics = _log(spec, Path(workdir), fingerprint)
+        version = _create_version(client, spec.name, model_uri, run.info.run_id, model_id,
+                                  fingerprint, alias)
+    return Registration(
+        spec.name, version.version, alias, run.info.run_id,
+        artifact_location(client, version), trained=True, metrics=bundle_metrics,
+    )
+
+
+def _log(spec: ModelSpec, workdir: Path, fingerprint: str):
+    bundle = spec.build(workdir)
+    mlflow.log_params(bundle.params)
+    mlflow.log_metrics(bundle.metrics)
+
+    example_request = workdir / "example_request.json"
+    example_request.write_text(json.dumps(json_request(bundle.input_example, spec.name), indent=2))
+    artifacts = {**bundle.artifacts, EXAMPLE_REQUEST_ARTIFACT: str(example_request)}
+
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=bundle.python_model,
+        artifacts=artifacts,
+        code_paths=[str(PACKAGE_DIR)],
+        pip_requirements=spec.pip_requirements(),
+        input_example=bundle.input_example,
+        signature=False,
+        metadata={"mlplatform": {"model": spec.name, "fingerprint": fingerprint}},
+    )
+    if info.signature is not None:  # would make MLServer reject the codec's wire format
+        raise RegistrationError(f"{spec.name}: MLflow attached a signature ({info.signature})")
+    return info.model_uri, info.model_id, bundle.metrics
+
+
+def _create_version(client: MlflowClient, name: str, model_uri: str, run_id: str,
+                    model_id: str, fingerprint: str, alias: str) -> ModelVersion:
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    version = client.create_model_version(
+        name, model_uri, run_id=run_id, tags={FINGERPRINT_TAG: fingerprint}, model_id=model_id,
+    )
+    try:
+        client.set_registered_model_alias(name, alias, version.version)
+        return client.get_model_version(name, version.version)
+    except Exception:
+        client.delete_model_version(name, version.version)
+        raise

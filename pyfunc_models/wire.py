@@ -1,0 +1,125 @@
+"""The JSON-over-V2 wire format, in one place for both ends of the wire.
+
+The platform guide (seed 001) fixes the format: a request carries one ``BYTES``
+input whose data is a JSON string; the answer carries one ``BYTES`` output
+named ``output`` whose data is a JSON string.  The model's codec (server side)
+and the client both speak it, so the rules live here and nowhere else.
+
+This module needs only the standard library: the client imports it without
+pulling in MLServer, MLflow or numpy.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Iterable, List
+
+BYTES = "BYTES"
+OUTPUT_NAME = "output"
+
+
+class WireFormatError(ValueError):
+    """A tensor does not hold what the JSON-over-V2 format requires."""
+
+
+def to_json(value: Any) -> str:
+    """Serialise an answer, turning numpy scalars and arrays into plain JSON.
+
+    Models naturally return ``numpy.int64`` or ``numpy.ndarray``; ``json`` refuses
+    them, so they are converted here instead of in every model.
+    """
+    return json.dumps(value, default=_plain, ensure_ascii=False)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, without importing numpy
+        return value.tolist()
+    if hasattr(value, "isoformat"):  # dates and datetimes
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_request(data: Any, input_name: str) -> Dict[str, Any]:
+    """Build the V2 request body for one JSON document, exactly as the guide does.
+
+    The guide sends ``shape: [len(json_string)]`` and the string itself as
+    ``data``; MLServer accepts it and standard V2 servers read it as one element.
+    """
+    document = to_json(data)
+    return {
+        "inputs": [
+            {
+                "name": input_name,
+                "shape": [len(document)],
+                "datatype": BYTES,
+                "data": document,
+            }
+        ]
+    }
+
+
+def tensor_strings(data: Any, where: str) -> List[str]:
+    """The strings held by a BYTES tensor's ``data``, however the sender nested them.
+
+    The guide sends a bare string; standard V2 clients send ``["..."]``; a batch
+    is ``["...", "..."]``, possibly nested by shape (``[["..."]]``).
+    """
+    if isinstance(data, (str, bytes)):
+        return [_text(data, where, 0)]
+    if not isinstance(data, list):
+        raise WireFormatError(f"{where}: data must be a JSON string or a list of them")
+    flat = list(_flatten(data))
+    if not flat:
+        raise WireFormatError(f"{where}: data is empty")
+    return [_text(item, where, i) for i, item in enumerate(flat)]
+
+
+def _flatten(items: Iterable[Any]) -> Iterable[Any]:
+    for item in items:
+        if isinstance(item, list):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def _text(item: Any, where: str, index: int) -> str:
+    if isinstance(item, bytes):
+        try:
+            return item.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireFormatError(f"{where}: element {index} is not UTF-8 text") from exc
+    if isinstance(item, str):
+        return item
+    raise WireFormatError(
+        f"{where}: element {index} is {type(item).__name__}, expected a JSON string"
+    )
+
+
+def decode_json_tensor(name: str, datatype: str, data: Any) -> List[Any]:
+    """Parse every element of a BYTES tensor as a JSON document."""
+    where = f"tensor {name!r}"
+    if datatype != BYTES:
+        raise WireFormatError(f"{where}: datatype is {datatype}, expected {BYTES} holding JSON")
+    documents = []
+    for index, text in enumerate(tensor_strings(data, where)):
+        try:
+            documents.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise WireFormatError(f"{where}: element {index} is not valid JSON ({exc})") from exc
+    return documents
+
+
+def decode_json_response(body: Dict[str, Any]) -> Any:
+    """The answer held by a V2 response body: one document, or a list for a batch."""
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    if not outputs:
+        raise WireFormatError("the response has no outputs")
+    chosen = next((o for o in outputs if o.get("name") == OUTPUT_NAME), None)
+    if chosen is None:
+        if len(outputs) != 1:
+            names = ", ".join(repr(o.get("name")) for o in outputs)
+            raise WireFormatError(f"the response has no {OUTPUT_NAME!r} output (got {names})")
+        chosen = outputs[0]
+    documents = decode_json_tensor(
+        chosen.get("name", OUTPUT_NAME), chosen.get("datatype", ""), chosen.get("data")
+    )
+    return documents[0] if len(documents) == 1 else documents

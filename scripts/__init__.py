@@ -1,0 +1,1 @@
+"""The mlplatform command line and helper scripts."""

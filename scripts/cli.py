@@ -1,0 +1,361 @@
+"""``mlplatform``: run the local stack, register models, configure and deploy MLServer."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import click
+
+from .settings import PlatformSettings, load_settings
+
+# An unreachable tracking server should fail in seconds, not after MLflow's long retry loop.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+
+
+def _friendly_errors(command: Callable) -> Callable:
+    """Known failures become one ``Error: ...`` line and exit code 1, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+        from pydantic import ValidationError
+
+        from mlserver_configs.generator import ConfigError
+        from pyfunc_models.registration import RegistrationError
+
+        from .processes import StartupError
+        from .s3 import S3Unavailable
+        from .stack import StackError
+
+        try:
+            return command(*args, **kwargs)
+        except (StackError, StartupError, S3Unavailable, ConfigError, RegistrationError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except MlflowException as exc:
+            raise click.ClickException(f"MLflow: {exc.message}") from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise click.ClickException(f"invalid setting: {problems}") from None
+
+    return wrapper
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> PlatformSettings:
+    return load_settings(**ctx.obj, **overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the stack's database, artifacts, logs and state "
+                   "[env MLPLATFORM_STATE_DIR; default ./.mlplatform].")
+@click.version_option(package_name="mlplatform")
+@click.pass_context
+def main(ctx: click.Context, state_dir: Optional[Path]) -> None:
+    """Train, register, configure and serve MLflow models with MLServer (V2 protocol).
+
+    Settings come from flags, then MLPLATFORM_* environment variables, then a
+    .env file in the current folder. Typical session:
+
+      mlplatform up; mlplatform register echo; mlplatform deploy; mlplatform status
+    """
+    ctx.obj = {"state_dir": state_dir}
+
+
+# ---------------------------------------------------------------- stack
+
+
+@main.command()
+@click.option("--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 for other machines).")
+@click.option("--mlflow-port", type=int, help="MLflow tracking server port [5000].")
+@click.option("--mlserver-http-port", type=int, help="MLServer HTTP port [8000].")
+@click.option("--mlserver-grpc-port", type=int, help="MLServer gRPC port [8001].")
+@click.option("--mlserver-metrics-port", type=int, help="MLServer metrics port [8002].")
+@click.option("--parallel-workers", type=int, help="MLServer inference worker processes.")
+@click.option("--s3-endpoint-url", help="S3 endpoint (MinIO) for artifacts; default: local folder.")
+@click.option("--s3-bucket", help="Bucket for artifacts [mlplatform].")
+@click.pass_context
+@_friendly_errors
+def up(ctx: click.Context, **flags: Any) -> None:
+    """Start MLflow and MLServer, or reuse them if they are already healthy."""
+    from .stack import up as start_stack
+
+    settings = _settings(ctx, **flags)
+    state = start_stack(settings, report=click.echo)
+    mlflow, mlserver = state.components["mlflow"], state.components["mlserver"]
+    click.echo(f"\nMLflow UI:        {mlflow.url}\nMLServer V2 docs: {mlserver.url}/v2/docs\n"
+               f"State and logs:   {settings.state_path}")
+
+
+@main.command()
+@click.pass_context
+@_friendly_errors
+def down(ctx: click.Context) -> None:
+    """Stop every process that `mlplatform up` (or `minio up`) started."""
+    from .stack import down as stop_stack
+
+    stop_stack(_settings(ctx), report=click.echo)
+
+
+@main.command()
+@click.pass_context
+@_friendly_errors
+def status(ctx: click.Context) -> None:
+    """Show each component's process and health (exit code 1 if any is not healthy)."""
+    from .stack import status as stack_status
+
+    rows = stack_status(_settings(ctx))
+    for row in rows:
+        pid = row.pid if row.pid is not None else "-"
+        click.echo(f"{row.name:<9} {row.state:<10} pid {pid:<8} {row.url or '-':<24} {row.detail}")
+    if any(row.state != "healthy" for row in rows):
+        ctx.exit(1)
+
+
+@main.command()
+@click.argument("component", required=False,
+                type=click.Choice(["mlflow", "mlserver", "minio"]))
+@click.option("-n", "--lines", default=40, show_default=True, help="Lines to show from the end.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.pass_context
+@_friendly_errors
+def logs(ctx: click.Context, component: Optional[str], lines: int, follow: bool) -> None:
+    """Print the end of a component's log (all components if none is named)."""
+    from .processes import log_tail
+    from .stack import StackError
+
+    folder = _settings(ctx).state_path / "logs"
+    names = [component] if component else ["minio", "mlflow", "mlserver"]
+    paths = [folder / f"{name}.log" for name in names if (folder / f"{name}.log").exists()]
+    if not paths:
+        raise StackError(f"no logs in {folder}; has `mlplatform up` run with this state folder?")
+    for path in paths:
+        if len(paths) > 1:
+            click.echo(f"==> {path} <==")
+        click.echo(log_tail(str(path), lines))
+    if follow:
+        _follow(paths)
+
+
+def _follow(paths) -> None:
+    handles = [open(path, "r", errors="replace") for path in paths]
+    for handle in handles:
+        handle.seek(0, os.SEEK_END)
+    try:
+        while True:
+            for handle in handles:
+                chunk = handle.read()
+                if chunk:
+                    click.echo(chunk, nl=False)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+# ---------------------------------------------------------------- models
+
+
+@main.command("models")
+def list_models() -> None:
+    """List the models `mlplatform register` can train and register."""
+    from pyfunc_models.catalog import model_specs
+
+    for spec in model_specs():
+        click.echo(f"{spec.name:<12} {spec.description}")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--alias", help="Alias to point at the new version [champion].")
+@click.option("--experiment", help="MLflow experiment [the model's name].")
+@click.option("--force", is_flag=True, help="Retrain and register even if the code is unchanged.")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+              help="MLflow tracking server [the running stack's].")
+@click.pass_context
+@_friendly_errors
+def register(ctx: click.Context, model: str, alias: Optional[str], experiment: Optional[str],
+             force: bool, tracking_uri: Optional[str]) -> None:
+    """Train MODEL if needed, log it to MLflow, register a version, set the alias.
+
+    Skips training when the alias already points at a version built from the
+    same code and library versions (use --force to retrain anyway).
+    """
+    from pyfunc_models.catalog import get_model_spec
+    from pyfunc_models.registration import register as register_model
+
+    from .stack import StackError, StackState, http_ok
+    from .stack import tracking_uri as resolve_tracking
+
+    settings = _settings(ctx, alias=alias)
+    try:
+        get_model_spec(model)
+    except KeyError as exc:
+        raise StackError(exc.args[0]) from None
+    uri = resolve_tracking(settings, tracking_uri)
+    if uri.startswith("http") and not http_ok(uri.rstrip("/") + "/health", timeout=5):
+        raise StackError(f"MLflow tracking server {uri} is unreachable; "
+                         "start it with `mlplatform up` or pass --tracking-uri")
+    mlflow_process = StackState(settings.state_path).components.get("mlflow")
+    destination = mlflow_process.info.get("artifacts_destination", "") if mlflow_process else ""
+    _check_artifact_store(settings, destination)
+
+    click.echo(f"registering {model} in {uri} ...")
+    result = register_model(model, uri, alias=settings.alias, experiment=experiment, force=force)
+    if not result.trained:
+        click.echo(f"{model} is up to date: {result.alias_uri} is version {result.version} "
+                   "(same code; use --force to retrain)")
+    else:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
+        click.echo(f"registered {result.model_uri} and set {result.alias_uri}"
+                   + (f"\nmetrics: {metrics}" if metrics else ""))
+    click.echo(f"model URI: {result.alias_uri} -> {result.model_uri}")
+    click.echo(f"artifacts: {storage_location(result.artifact_uri, destination)}")
+
+
+def _check_artifact_store(settings: PlatformSettings, destination: str) -> None:
+    """When artifacts go to S3, make sure the endpoint answers before training anything."""
+    if not settings.uses_s3 or (destination and not destination.startswith("s3://")):
+        return
+    from .s3 import ensure_bucket
+    from .stack import _s3_keys
+
+    ensure_bucket(str(settings.s3_endpoint_url), settings.s3_bucket, *_s3_keys(settings),
+                  create=False)
+
+
+def storage_location(artifact_uri: str, destination: str) -> str:
+    """Translate the proxy's ``mlflow-artifacts:/x`` into the real place (s3://... or a folder)."""
+    prefix = "mlflow-artifacts:/"
+    if destination and artifact_uri.startswith(prefix):
+        return destination.rstrip("/") + "/" + artifact_uri[len(prefix):].lstrip("/")
+    return artifact_uri
+
+
+# ---------------------------------------------------------------- MLServer config
+
+
+def _batching_options(func: Callable) -> Callable:
+    func = click.option("--max-batch-time", type=float, default=0.0, show_default=True,
+                        help="Seconds MLServer waits to fill a batch.")(func)
+    func = click.option("--max-batch-size", type=int, default=0, show_default=True,
+                        help="Adaptive batching: requests merged per call (0 or 1 = off).")(func)
+    return click.option("--model", "models", multiple=True, metavar="NAME[@ALIAS|/VERSION]",
+                        help="Model to serve (repeatable) [every model with the alias].")(func)
+
+
+@main.command("mlserver-config")
+@_batching_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("mlserver-config"), show_default=True, help="Folder to write.")
+@click.option("--alias", help="Alias used when a model is named without one [champion].")
+@click.option("--parallel-workers", type=int, help="MLServer inference worker processes.")
+@click.option("--host", help="Interface MLServer binds [127.0.0.1].")
+@click.option("--mlserver-http-port", type=int, help="[8000]")
+@click.option("--mlserver-grpc-port", type=int, help="[8001]")
+@click.option("--mlserver-metrics-port", type=int, help="[8002]")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
+@click.pass_context
+@_friendly_errors
+def mlserver_config(ctx: click.Context, models, max_batch_size: int, max_batch_time: float,
+                    out: Path, tracking_uri: Optional[str], **flags: Any) -> None:
+    """Write settings.json and <model>/model-settings.json for `mlserver start OUT`.
+
+    Each model's uri is pinned to the registry version its alias points at now.
+    MLServer needs MLFLOW_TRACKING_URI in its environment to load them.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from mlserver_configs.generator import (
+        BatchingOptions,
+        ModelReference,
+        ServerOptions,
+        models_with_alias,
+        resolve,
+        write_config,
+    )
+
+    from .stack import tracking_uri as resolve_tracking
+
+    settings = _settings(ctx, **flags)
+    uri = resolve_tracking(settings, tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    references = ([ModelReference.parse(m, settings.alias) for m in models] if models
+                  else models_with_alias(client, settings.alias))
+    resolved = [resolve(client, reference) for reference in references]
+    server = ServerOptions(
+        host=settings.host, http_port=settings.mlserver_http_port,
+        grpc_port=settings.mlserver_grpc_port, metrics_port=settings.mlserver_metrics_port,
+        parallel_workers=settings.parallel_workers)
+    written = write_config(out, server, resolved, BatchingOptions(max_batch_size, max_batch_time))
+    for path in written:
+        click.echo(f"wrote {path}")
+    for model in resolved:
+        click.echo(f"  {model.name}: {model.uri} (stored at {model.storage_uri})")
+    click.echo(f"start it with: MLFLOW_TRACKING_URI={uri} mlserver start {out}")
+
+
+@main.command()
+@_batching_options
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
+@click.pass_context
+@_friendly_errors
+def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: float,
+           tracking_uri: Optional[str]) -> None:
+    """Serve the registry's models on the running MLServer (config rewritten, models reloaded)."""
+    from mlserver_configs.generator import BatchingOptions, ModelReference
+
+    from .stack import deploy as deploy_models
+    from .stack import mlserver_url
+    from .stack import tracking_uri as resolve_tracking
+
+    settings = _settings(ctx)
+    references = [ModelReference.parse(m, settings.alias) for m in models] if models else None
+    outcomes = deploy_models(settings, resolve_tracking(settings, tracking_uri), references,
+                             BatchingOptions(max_batch_size, max_batch_time))
+    url = mlserver_url(settings)
+    if not outcomes:
+        click.echo(f"no model has the alias {settings.alias!r}; run `mlplatform register <model>`")
+    for outcome in outcomes:
+        click.echo(outcome.describe()
+                   + (f"  -> {url}/v2/models/{outcome.name}/infer" if outcome.ok else ""))
+    if any(not outcome.ok for outcome in outcomes):
+        ctx.exit(1)
+
+
+# ---------------------------------------------------------------- MinIO
+
+
+@main.group()
+def minio() -> None:
+    """Run a real MinIO server for the artifact store (needs a `minio` binary)."""
+
+
+@minio.command("up")
+@click.option("--minio-port", type=int, help="S3 API port [9000].")
+@click.option("--minio-console-port", type=int, help="Web console port [9001].")
+@click.option("--s3-bucket", help="Bucket to create [mlplatform].")
+@click.option("--host", help="Interface to bind [127.0.0.1].")
+@click.pass_context
+@_friendly_errors
+def minio_up(ctx: click.Context, **flags: Any) -> None:
+    """Start MinIO in the state folder and create the bucket.
+
+    Root user and password are AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (env or .env).
+    Then set MLFLOW_S3_ENDPOINT_URL to the printed URL and run `mlplatform up`.
+    """
+    from .stack import start_minio
+
+    process = start_minio(_settings(ctx, **flags), report=click.echo)
+    click.echo(f"export MLFLOW_S3_ENDPOINT_URL={process.url}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

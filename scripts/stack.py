@@ -1,0 +1,368 @@
+"""The local stack: MinIO (optional), the MLflow tracking server and MLServer.
+
+``up`` starts what is not already healthy and records every process in
+``<state_dir>/state.json``; ``down`` stops exactly the recorded processes;
+``status`` asks each one for its health; ``deploy`` writes the MLServer config
+from the registry and loads the models into the running server.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional
+
+import requests
+from mlflow.tracking import MlflowClient
+
+from mlserver_configs.generator import (
+    BatchingOptions,
+    ModelReference,
+    ServerOptions,
+    generated_model_names,
+    models_with_alias,
+    resolve,
+    write_config,
+)
+
+from .processes import ManagedProcess, StartupError, port_is_free, spawn, wait_until
+from .s3 import ensure_bucket
+from .settings import PlatformSettings
+
+STATE_FILE = "state.json"
+LABELS = {"minio": "MinIO", "mlflow": "MLflow tracking server", "mlserver": "MLServer"}
+HEALTH_PATHS = {"minio": "/minio/health/live", "mlflow": "/health", "mlserver": "/v2/health/live"}
+STOP_ORDER = ("mlserver", "mlflow", "minio")
+
+Report = Callable[[str], None]
+
+
+class StackError(RuntimeError):
+    """The stack cannot do what was asked; the message says what to change."""
+
+
+class StackState:
+    """The processes this state folder started, persisted as JSON."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.path = folder / STATE_FILE
+        self.components: Dict[str, ManagedProcess] = {}
+        if self.path.exists():
+            try:
+                raw = json.loads(self.path.read_text())
+            except ValueError as exc:
+                raise StackError(f"{self.path} is not valid JSON ({exc}); remove it") from exc
+            for name, data in raw.get("components", {}).items():
+                self.components[name] = ManagedProcess(**data)
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        data = {"components": {n: p.to_dict() for n, p in self.components.items()}}
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(data, indent=2) + "\n")
+        partial.replace(self.path)
+
+    def healthy(self, name: str) -> bool:
+        process = self.components.get(name)
+        return process is not None and process.is_running() and http_ok(
+            process.url + HEALTH_PATHS[name])
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def executable(name: str) -> str:
+    """A console script installed next to this interpreter (the venv's), else on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise StackError(f"{name!r} is not installed; run `make demo` or pip install mlplatform")
+    return found
+
+
+def require_free_ports(host: str, ports: Dict[str, int], component: str) -> None:
+    for role, port in ports.items():
+        if not port_is_free(host, port):
+            raise StackError(
+                f"port {port} ({LABELS[component]}, {role}) is already in use; stop what holds it "
+                f"or choose another port (mlplatform up --help)"
+            )
+
+
+def tracking_uri(settings: PlatformSettings, explicit: Optional[str] = None) -> str:
+    """The flag, else the running stack's MLflow, else the configured port."""
+    if explicit:
+        return explicit
+    process = StackState(settings.state_path).components.get("mlflow")
+    return process.url if process else settings.url(settings.mlflow_port)
+
+
+def mlserver_url(settings: PlatformSettings) -> str:
+    process = StackState(settings.state_path).components.get("mlserver")
+    return process.url if process else settings.url(settings.mlserver_http_port)
+
+
+# ---------------------------------------------------------------- up / down
+
+
+def up(settings: PlatformSettings, report: Report = print) -> StackState:
+    """Start MLflow and MLServer unless healthy ones are running already."""
+    state = StackState(settings.state_path)
+    started: List[str] = []
+    try:
+        if _reuse(state, "mlflow", report):
+            pass
+        else:
+            _start_mlflow(settings, state, report)
+            started.append("mlflow")
+        if not _reuse(state, "mlserver", report):
+            _start_mlserver(settings, state, report)
+            started.append("mlserver")
+    except BaseException:
+        for name in reversed(started):
+            state.components.pop(name).stop()
+        state.save()
+        raise
+    if "mlserver" in started:
+        for outcome in deploy(settings, state.components["mlflow"].url):
+            report(outcome.describe())
+    return state
+
+
+def _reuse(state: StackState, name: str, report: Report) -> bool:
+    process = state.components.get(name)
+    if process is None:
+        return False
+    if state.healthy(name):
+        report(f"{LABELS[name]} already running at {process.url} (pid {process.pid})")
+        return True
+    process.stop()  # recorded but not healthy: replace it
+    del state.components[name]
+    state.save()
+    return False
+
+
+def _start_mlflow(settings: PlatformSettings, state: StackState, report: Report) -> None:
+    require_free_ports(settings.host, {"HTTP": settings.mlflow_port}, "mlflow")
+    if settings.uses_s3:
+        ensure_bucket(str(settings.s3_endpoint_url), settings.s3_bucket, *_s3_keys(settings))
+    folder = settings.state_path
+    folder.mkdir(parents=True, exist_ok=True)
+    destination = settings.artifacts_destination
+    command = [
+        executable("mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+        "--serve-artifacts", "--artifacts-destination", destination,
+        "--host", settings.host, "--port", str(settings.mlflow_port),
+        "--workers", "2",
+    ]
+    url = settings.url(settings.mlflow_port)
+    process = spawn("mlflow", command, log=folder / "logs" / "mlflow.log",
+                    env=settings.child_environment(), cwd=folder, url=url,
+                    ports={"http": settings.mlflow_port},
+                    info={"artifacts_destination": destination})
+    state.components["mlflow"] = process
+    state.save()
+    wait_until(lambda: http_ok(url + HEALTH_PATHS["mlflow"]), process,
+               timeout=settings.startup_timeout, what="healthy")
+    report(f"MLflow tracking server started at {url} (artifacts in {destination})")
+
+
+def _start_mlserver(settings: PlatformSettings, state: StackState, report: Report) -> None:
+    ports = {"HTTP": settings.mlserver_http_port, "gRPC": settings.mlserver_grpc_port,
+             "metrics": settings.mlserver_metrics_port}
+    require_free_ports(settings.host, ports, "mlserver")
+    config_dir = settings.state_path / "mlserver"
+    write_config(config_dir, stack_server_options(settings), [])
+    url = settings.url(settings.mlserver_http_port)
+    env = settings.child_environment(MLFLOW_TRACKING_URI=state.components["mlflow"].url)
+    process = spawn("mlserver", [executable("mlserver"), "start", str(config_dir)],
+                    log=settings.state_path / "logs" / "mlserver.log", env=env,
+                    cwd=settings.state_path, url=url,
+                    ports={"http": ports["HTTP"], "grpc": ports["gRPC"],
+                           "metrics": ports["metrics"]},
+                    info={"config_dir": str(config_dir)})
+    state.components["mlserver"] = process
+    state.save()
+    wait_until(lambda: http_ok(url + HEALTH_PATHS["mlserver"]), process,
+               timeout=settings.startup_timeout, what="live")
+    report(f"MLServer started at {url} (V2 docs at {url}/v2/docs)")
+
+
+def stack_server_options(settings: PlatformSettings) -> ServerOptions:
+    return ServerOptions(
+        host=settings.host, http_port=settings.mlserver_http_port,
+        grpc_port=settings.mlserver_grpc_port, metrics_port=settings.mlserver_metrics_port,
+        parallel_workers=settings.parallel_workers, load_models_at_startup=False,
+    )
+
+
+def down(settings: PlatformSettings, report: Report = print) -> List[str]:
+    """Stop every process this state folder started; returns their names."""
+    state = StackState(settings.state_path)
+    stopped = []
+    for name in STOP_ORDER:
+        process = state.components.pop(name, None)
+        if process is None:
+            continue
+        was_running = process.is_running()
+        process.stop()
+        state.save()
+        report(f"{LABELS[name]} {'stopped' if was_running else 'was not running'} "
+               f"(pid {process.pid})")
+        stopped.append(name)
+    if not stopped:
+        report("nothing is running from " + str(settings.state_path))
+    return stopped
+
+
+# ---------------------------------------------------------------- status
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    pid: Optional[int]
+    url: Optional[str]
+    state: str  # healthy | unhealthy | stopped
+    detail: str = ""
+
+
+def status(settings: PlatformSettings) -> List[ComponentStatus]:
+    state = StackState(settings.state_path)
+    rows = []
+    for name in ("minio", "mlflow", "mlserver"):
+        process = state.components.get(name)
+        if process is None:
+            if name != "minio":
+                rows.append(ComponentStatus(name, None, None, "stopped"))
+            continue
+        if not process.is_running():
+            rows.append(ComponentStatus(name, process.pid, process.url, "stopped",
+                                        "recorded process is gone"))
+            continue
+        healthy = http_ok(process.url + HEALTH_PATHS[name])
+        detail = _models_detail(process.url) if name == "mlserver" and healthy else ""
+        rows.append(ComponentStatus(name, process.pid, process.url,
+                                    "healthy" if healthy else "unhealthy", detail))
+    return rows
+
+
+def _models_detail(url: str) -> str:
+    try:
+        index = requests.post(url + "/v2/repository/index", json={}, timeout=5).json()
+    except (requests.RequestException, ValueError):
+        return "model index unavailable"
+    if not index:
+        return "no models loaded"
+    return ", ".join(f"{m['name']}/{m.get('version') or '-'} {m.get('state', '?')}" for m in index)
+
+
+# ---------------------------------------------------------------- deploy
+
+
+@dataclass
+class DeployOutcome:
+    name: str
+    version: Optional[str]
+    ok: bool
+    message: str
+
+    def describe(self) -> str:
+        where = f"{self.name}/{self.version}" if self.version else self.name
+        return f"{where}: {self.message}"
+
+
+def deploy(settings: PlatformSettings, tracking: str,
+           references: Optional[Iterable[ModelReference]] = None,
+           batching: BatchingOptions = BatchingOptions()) -> List[DeployOutcome]:
+    """Write the stack's MLServer config from the registry and (re)load the models.
+
+    Without references, every registered model that has the alias is served.
+    """
+    state = StackState(settings.state_path)
+    server = state.components.get("mlserver")
+    if server is None or not server.is_running():
+        raise StackError("MLServer is not running; start the stack with `mlplatform up`")
+    client = MlflowClient(tracking_uri=tracking)
+    wanted = list(references) if references is not None else models_with_alias(client, settings.alias)
+    resolved = [resolve(client, reference) for reference in wanted]
+    config_dir = Path(server.info["config_dir"])
+    previous = generated_model_names(config_dir)
+    write_config(config_dir, stack_server_options(settings), resolved, batching)
+
+    outcomes = [_repository_call(server.url, model.name, model.version, "load")
+                for model in resolved]
+    for name in sorted(previous - {model.name for model in resolved}):
+        outcomes.append(_repository_call(server.url, name, None, "unload"))
+    return outcomes
+
+
+def _repository_call(url: str, name: str, version: Optional[str], action: str) -> DeployOutcome:
+    try:
+        response = requests.post(f"{url}/v2/repository/models/{name}/{action}", timeout=600)
+    except requests.RequestException as exc:
+        return DeployOutcome(name, version, False, f"{action} failed: {exc}")
+    if response.status_code == 200:
+        return DeployOutcome(name, version, True, "ready" if action == "load" else "unloaded")
+    try:
+        reason = response.json().get("error") or response.text
+    except ValueError:
+        reason = response.text
+    return DeployOutcome(name, version, False, f"{action} failed ({response.status_code}): {reason}")
+
+
+# ---------------------------------------------------------------- MinIO
+
+
+def start_minio(settings: PlatformSettings, report: Report = print) -> ManagedProcess:
+    """Run a real ``minio`` server in the state folder and create the bucket."""
+    state = StackState(settings.state_path)
+    if _reuse(state, "minio", report):
+        return state.components["minio"]
+    binary = shutil.which("minio")
+    if binary is None:
+        raise StackError("no `minio` binary on PATH; see infra/minio/README.md to install one")
+    access_key, secret_key = _s3_keys(settings)
+    if not access_key or not secret_key:
+        raise StackError("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or put them in .env): "
+                         "MinIO uses them as its root user and password")
+    require_free_ports(settings.host, {"S3 API": settings.minio_port,
+                                       "console": settings.minio_console_port}, "minio")
+    data_dir = settings.state_path / "minio-data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.url(settings.minio_port)
+    env = settings.child_environment(MINIO_ROOT_USER=access_key, MINIO_ROOT_PASSWORD=secret_key)
+    command = [binary, "server", str(data_dir),
+               "--address", f"{settings.host}:{settings.minio_port}",
+               "--console-address", f"{settings.host}:{settings.minio_console_port}"]
+    process = spawn("minio", command, log=settings.state_path / "logs" / "minio.log", env=env,
+                    cwd=settings.state_path, url=url,
+                    ports={"s3": settings.minio_port, "console": settings.minio_console_port})
+    state.components["minio"] = process
+    state.save()
+    wait_until(lambda: http_ok(url + HEALTH_PATHS["minio"]), process,
+               timeout=settings.startup_timeout, what="live")
+    created = ensure_bucket(url, settings.s3_bucket, access_key, secret_key)
+    report(f"MinIO started at {url} (console {settings.url(settings.minio_console_port)}); "
+           f"bucket {settings.s3_bucket!r} {'created' if created else 'present'}")
+    return process
+
+
+def _s3_keys(settings: PlatformSettings):
+    key = settings.aws_access_key_id.get_secret_value() if settings.aws_access_key_id else None
+    secret = (settings.aws_secret_access_key.get_secret_value()
+              if settings.aws_secret_access_key else None)
+    return key, secret
+
+
+__all__ = ["StackError", "StartupError", "up", "down", "status", "deploy", "start_minio"]
