@@ -208,7 +208,12 @@ def register(ctx: click.Context, model: str, alias: Optional[str], experiment: O
     _check_artifact_store(settings, destination)
 
     click.echo(f"registering {model} in {uri} ...")
-    result = register_model(model, uri, alias=settings.alias, experiment=experiment, force=force)
+    try:
+        result = register_model(model, uri, alias=settings.alias, experiment=experiment,
+                                force=force)
+    except Exception as exc:  # any failure: one line naming the server, no traceback
+        reason = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).splitlines()[0]
+        raise StackError(f"registering {model} at {uri} failed: {reason}") from None
     if not result.trained:
         click.echo(f"{model} is up to date: {result.alias_uri} is version {result.version} "
                    "(same code; use --force to retrain)")

@@ -1,0 +1,225 @@
+"""register -> configure -> serve -> infer, on a real MLflow + S3 + MLServer stack."""
+from __future__ import annotations
+
+import json
+import re
+
+import mlflow
+import numpy as np
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from client import (
+    InferenceServerError,
+    MLServerClient,
+    create_request_to_mlserver_model,
+    decode_answer,
+    send_request_to_mlserver_model,
+)
+from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+from scripts.s3 import s3_client
+from tests.conftest import S3_KEY, S3_SECRET
+
+LEGIT = {**EXAMPLE_TRANSACTION, "amount": 23.5, "hour": 13, "merchant_category": "grocery",
+         "country": "US", "is_online": False, "distance_from_home_km": 3.0,
+         "transactions_last_24h": 1}
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    with MLServerClient(served.mlserver_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def registry(served):
+    mlflow.set_tracking_uri(served.mlflow_url)  # for mlflow.models / mlflow.pyfunc calls too
+    return MlflowClient(tracking_uri=served.mlflow_url)
+
+
+def test_register_prints_uri_and_s3_location_and_stores_artifacts_in_the_bucket(served):
+    output = served.cli("register", "echo").stdout  # already registered: reports, does not retrain
+    assert re.search(r"models:/echo@champion -> models:/echo/\d+", output)
+    location = re.search(r"artifacts: (\S+)", output).group(1)
+    assert location.startswith(f"s3://{served.s3.bucket}/")
+    assert re.search(r"/models/m-[0-9a-f]+/artifacts$", location)
+
+    key_prefix = location[len(f"s3://{served.s3.bucket}/"):]
+    listing = s3_client(served.s3.endpoint, S3_KEY, S3_SECRET).list_objects_v2(
+        Bucket=served.s3.bucket, Prefix=key_prefix)
+    names = {obj["Key"].rsplit("/", 1)[-1] for obj in listing.get("Contents", [])}
+    assert {"MLmodel", "python_model.pkl", "input_example.json"} <= names
+    assert "example_request.json" in names
+
+
+def test_registered_models_carry_no_signature_but_an_example_request(served, registry, tmp_path):
+    for name in ("echo", "fraud"):
+        version = registry.get_model_version_by_alias(name, "champion")
+        model = mlflow.models.get_model_info(f"models:/{name}/{version.version}")
+        assert model.signature is None, "a signature would make MLServer reject the wire format"
+        assert version.tags["mlplatform.fingerprint"]
+    local = mlflow.artifacts.download_artifacts("models:/echo@champion", dst_path=str(tmp_path))
+    example = json.loads(next(tmp_path.rglob("example_request.json")).read_text())
+    assert example == create_request_to_mlserver_model({"a": 10}, "echo")
+    assert json.loads(next(tmp_path.rglob("input_example.json")).read_text()) == {"a": 10}
+    assert local
+
+
+def test_fraud_run_has_training_metrics(registry):
+    version = registry.get_model_version_by_alias("fraud", "champion")
+    metrics = registry.get_run(version.run_id).data.metrics
+    assert 0.8 < metrics["roc_auc"] <= 1.0
+    assert 0.0 < metrics["fraud_rate"] < 0.1
+    assert {"precision", "recall", "f1", "threshold"} <= set(metrics)
+
+
+def test_generated_model_settings_pin_the_registry_version(served):
+    config = served.state_dir / "mlserver"
+    settings = json.loads((config / "settings.json").read_text())
+    assert settings["load_models_at_startup"] is False
+    for name in ("echo", "fraud"):
+        document = json.loads((config / name / "model-settings.json").read_text())
+        assert document["implementation"] == "mlserver_mlflow.MLflowRuntime"
+        assert re.fullmatch(rf"models:/{name}/\d+", document["parameters"]["uri"])
+    text = "".join(p.read_text() for p in config.rglob("*.json"))
+    assert S3_SECRET not in text and S3_KEY not in text
+
+
+def test_echo_through_the_client(server):
+    assert server.predict("echo", {"a": 10}) == {"result": 20}
+    assert server.is_ready("echo")
+
+
+def test_the_guides_three_functions(served):
+    request = create_request_to_mlserver_model({"a": 10}, "echo")
+    assert request == {"inputs": [{"name": "echo", "shape": [9], "datatype": "BYTES",
+                                   "data": '{"a": 10}'}]}
+    response = send_request_to_mlserver_model(request, served.mlserver_url, "echo")
+    assert response.status_code == 200
+    output = response.json()["outputs"][0]
+    assert (output["name"], output["datatype"], output["shape"]) == ("output", "BYTES", [1])
+    assert decode_answer(response) == {"result": 20}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the guide uses pydantic v1 names
+def test_the_guides_own_decode_answer_code(served):
+    """The guide's decode_answer, verbatim (it uses MLServer's codecs), reads our answers."""
+    from mlserver.codecs.string import StringRequestCodec
+    from mlserver.types import InferenceResponse
+
+    def decode_answer_from_guide(post_response):
+        inf_resp = InferenceResponse.parse_raw(post_response.text)
+        raw_json = StringRequestCodec.decode_response(inf_resp)
+        res = json.loads(raw_json[0])
+        return res
+
+    response = requests.post(f"{served.mlserver_url}/v2/models/echo/infer",
+                             json=create_request_to_mlserver_model({"a": 10}, "echo"))
+    assert decode_answer_from_guide(response) == {"result": 20}
+
+
+def test_fraud_one_transaction_and_a_batch(server):
+    fraud = server.predict("fraud", EXAMPLE_TRANSACTION)
+    assert fraud["is_fraud"] is True and fraud["fraud_probability"] > fraud["threshold"]
+    answers = server.predict("fraud", [EXAMPLE_TRANSACTION, LEGIT])
+    assert [a["is_fraud"] for a in answers] == [True, False]
+
+
+def test_standard_v2_request_with_several_documents(server):
+    body = {"inputs": [{"name": "x", "shape": [2], "datatype": "BYTES",
+                        "data": [json.dumps({"a": 1}), json.dumps({"a": 2.5})]}]}
+    response = server.infer("echo", body)
+    assert response["outputs"][0]["data"] == ['{"result": 2}', '{"result": 5.0}']
+
+
+def test_tritonclient_gets_a_fraud_prediction(served):
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(served.mlserver_url.removeprefix("http://"))
+    assert client.is_model_ready("fraud")
+    tensor = triton.InferInput("transaction", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([json.dumps(EXAMPLE_TRANSACTION)], dtype=object),
+                               binary_data=False)
+    result = client.infer("fraud", [tensor],
+                          outputs=[triton.InferRequestedOutput("output", binary_data=False)])
+    answer = json.loads(result.as_numpy("output").ravel()[0])
+    assert answer["is_fraud"] is True
+    client.close()
+
+
+def test_notebook_path_matches_the_served_answer(registry, server):
+    echo = mlflow.pyfunc.load_model("models:/echo@champion")
+    assert echo.predict({"a": 10}) == {"result": 20}
+    fraud = mlflow.pyfunc.load_model("models:/fraud@champion")
+    assert fraud.predict(EXAMPLE_TRANSACTION) == server.predict("fraud", EXAMPLE_TRANSACTION)
+
+
+def test_malformed_v2_request_is_a_4xx_the_client_raises(server):
+    with pytest.raises(InferenceServerError) as raised:
+        server.infer("echo", {"input": []})
+    assert raised.value.status_code == 422
+    assert "inputs" in raised.value.message
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"b": 1}, 'field "a"'),
+    ({"a": "ten"}, 'field "a" must be a number'),
+])
+def test_bad_data_for_echo_is_400_with_the_models_reason(server, data, message):
+    with pytest.raises(InferenceServerError) as raised:
+        server.predict("echo", data)
+    assert raised.value.status_code == 400
+    assert message in raised.value.message
+
+
+def test_bad_transaction_is_400_naming_the_field(server):
+    broken = {k: v for k, v in EXAMPLE_TRANSACTION.items() if k != "amount"}
+    with pytest.raises(InferenceServerError) as raised:
+        server.predict("fraud", broken)
+    assert raised.value.status_code == 400
+    assert "amount" in raised.value.message
+
+
+def test_not_json_in_the_bytes_input_is_400(server):
+    body = {"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["{not json"]}]}
+    with pytest.raises(InferenceServerError) as raised:
+        server.infer("echo", body)
+    assert raised.value.status_code == 400
+    assert "not valid JSON" in raised.value.message
+
+
+def test_unknown_model_is_404(server):
+    with pytest.raises(InferenceServerError) as raised:
+        server.predict("no-such-model", {"a": 1})
+    assert raised.value.status_code == 404
+
+
+def test_status_shows_models_ready(served):
+    output = served.cli("status").stdout
+    assert re.search(r"mlflow\s+healthy", output)
+    assert re.search(r"mlserver\s+healthy", output)
+    assert "echo/" in output and "READY" in output
+
+
+def test_logs_show_each_component(served):
+    assert "mlflow.log" in served.cli("logs").stdout
+    assert served.cli("logs", "mlserver", "-n", "5").stdout.strip()
+
+
+def test_forced_reregistration_is_served_after_deploy(served, registry, server):
+    before = registry.get_model_version_by_alias("echo", "champion").version
+    output = served.cli("register", "echo", "--force").stdout
+    after = registry.get_model_version_by_alias("echo", "champion").version
+    assert int(after) == int(before) + 1
+    assert f"models:/echo/{after}" in output
+    served.cli("deploy")
+    response = server.infer("echo", create_request_to_mlserver_model({"a": 21}, "echo"))
+    assert response["model_version"] == after
+    assert decode_answer_body(response) == {"result": 42}
+
+
+def decode_answer_body(body):
+    from pyfunc_models.wire import decode_json_response
+
+    return decode_json_response(body)
