@@ -27,7 +27,7 @@ SETTINGS_FILE = "settings.json"
 MODEL_SETTINGS_FILE = "model-settings.json"
 
 # Measured by bench/bench_parallel_workers.py on a 2-core machine; see docs/benchmarks.md.
-DEFAULT_PARALLEL_WORKERS = 1
+DEFAULT_PARALLEL_WORKERS = 0
 
 _REFERENCE = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<alias>[A-Za-z0-9_\-]+)|/(?P<version>\d+))?$")
 

@@ -1,0 +1,43 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo down test lint bench install clean
+
+# Create the venv if missing; reinstall when the package metadata or the pins change.
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: start MLflow + MLServer, register and serve echo and fraud, query them. Leaves the stack running.
+demo: $(STAMP)
+	$(BIN)/mlplatform up
+	$(BIN)/mlplatform register echo
+	$(BIN)/mlplatform register fraud
+	$(BIN)/mlplatform deploy
+	$(BIN)/python -m scripts.demo
+
+## down: stop everything `make demo` started.
+down:
+	@if [ -x $(BIN)/mlplatform ]; then $(BIN)/mlplatform down; else echo "nothing installed, nothing running"; fi
+
+## test: flake8, then the test suite against real MLflow, S3 and MLServer processes.
+test: $(STAMP)
+	$(BIN)/flake8 .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/flake8 .
+
+## bench: MLServer parallel_workers 0 vs 1, side by side (results go to docs/benchmarks.md).
+bench: $(STAMP)
+	$(BIN)/python bench/bench_parallel_workers.py
+
+clean: down
+	rm -rf .mlplatform mlserver-config
