@@ -1,6 +1,7 @@
 """Bad input to the CLI: one clear line naming what is wrong, non-zero exit, nothing left half done."""
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 
@@ -115,3 +116,26 @@ def test_every_command_has_help():
     for command in commands:
         result = subprocess.run([MLPLATFORM, *command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "Usage:" in result.stdout, command
+
+
+@pytest.mark.skipif(shutil.which("minio") is not None, reason="a real minio binary is installed")
+def test_minio_up_without_a_binary_points_to_the_install_guide(tmp_path):
+    env = {**stack_environment(tmp_path), "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    result = run("minio", "up", env=env)
+    assert_one_line_error(result, "no `minio` binary", "infra/minio/README.md")
+
+
+@pytest.mark.skipif(shutil.which("minio") is None, reason="needs a real minio binary")
+def test_minio_up_runs_real_minio_with_the_bucket(tmp_path):
+    env = {**stack_environment(tmp_path), "AWS_ACCESS_KEY_ID": "minio-test-user",
+           "AWS_SECRET_ACCESS_KEY": "minio-test-secret", "MLPLATFORM_MINIO_PORT": str(free_port()),
+           "MLPLATFORM_MINIO_CONSOLE_PORT": str(free_port())}
+    try:
+        result = run("minio", "up", env=env)
+        assert result.returncode == 0, result.stderr
+        endpoint = result.stdout.strip().splitlines()[-1].split("=", 1)[1]
+        from scripts.s3 import s3_client
+        buckets = s3_client(endpoint, "minio-test-user", "minio-test-secret").list_buckets()
+        assert "mlplatform" in {b["Name"] for b in buckets["Buckets"]}
+    finally:
+        run("down", env=env)

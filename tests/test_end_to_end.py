@@ -223,3 +223,11 @@ def decode_answer_body(body):
     from pyfunc_models.wire import decode_json_response
 
     return decode_json_response(body)
+
+
+def test_credentials_never_appear_in_files_or_logs(served):
+    for path in served.state_dir.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".log", ".yaml", ".txt", ""):
+            text = path.read_text(errors="ignore")
+            assert S3_SECRET not in text, path
+            assert S3_KEY not in text, path
