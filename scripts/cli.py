@@ -70,13 +70,23 @@ def main(ctx: click.Context, state_dir: Optional[Path]) -> None:
 # ---------------------------------------------------------------- stack
 
 
+def _mlserver_options(func: Callable) -> Callable:
+    """The MLServer flags shared by `up` and `mlserver-config`."""
+    for option in reversed([
+        click.option("--host", help="Interface to bind [127.0.0.1; 0.0.0.0 for other machines]."),
+        click.option("--mlserver-http-port", type=int, help="MLServer HTTP port [8000]."),
+        click.option("--mlserver-grpc-port", type=int, help="MLServer gRPC port [8001]."),
+        click.option("--mlserver-metrics-port", type=int, help="MLServer metrics port [8002]."),
+        click.option("--parallel-workers", type=int,
+                     help="MLServer inference worker processes [0; see docs/benchmarks.md]."),
+    ]):
+        func = option(func)
+    return func
+
+
 @main.command()
-@click.option("--host", help="Interface to bind (default 127.0.0.1; 0.0.0.0 for other machines).")
+@_mlserver_options
 @click.option("--mlflow-port", type=int, help="MLflow tracking server port [5000].")
-@click.option("--mlserver-http-port", type=int, help="MLServer HTTP port [8000].")
-@click.option("--mlserver-grpc-port", type=int, help="MLServer gRPC port [8001].")
-@click.option("--mlserver-metrics-port", type=int, help="MLServer metrics port [8002].")
-@click.option("--parallel-workers", type=int, help="MLServer inference worker processes.")
 @click.option("--s3-endpoint-url", help="S3 endpoint (MinIO) for artifacts; default: local folder.")
 @click.option("--s3-bucket", help="Bucket for artifacts [mlplatform].")
 @click.pass_context
@@ -261,11 +271,7 @@ def _batching_options(func: Callable) -> Callable:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("mlserver-config"), show_default=True, help="Folder to write.")
 @click.option("--alias", help="Alias used when a model is named without one [champion].")
-@click.option("--parallel-workers", type=int, help="MLServer inference worker processes.")
-@click.option("--host", help="Interface MLServer binds [127.0.0.1].")
-@click.option("--mlserver-http-port", type=int, help="[8000]")
-@click.option("--mlserver-grpc-port", type=int, help="[8001]")
-@click.option("--mlserver-metrics-port", type=int, help="[8002]")
+@_mlserver_options
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
 @click.pass_context
 @_friendly_errors
@@ -281,12 +287,12 @@ def mlserver_config(ctx: click.Context, models, max_batch_size: int, max_batch_t
     from mlserver_configs.generator import (
         BatchingOptions,
         ModelReference,
-        ServerOptions,
         models_with_alias,
         resolve,
         write_config,
     )
 
+    from .stack import server_options
     from .stack import tracking_uri as resolve_tracking
 
     settings = _settings(ctx, **flags)
@@ -295,11 +301,8 @@ def mlserver_config(ctx: click.Context, models, max_batch_size: int, max_batch_t
     references = ([ModelReference.parse(m, settings.alias) for m in models] if models
                   else models_with_alias(client, settings.alias))
     resolved = [resolve(client, reference) for reference in references]
-    server = ServerOptions(
-        host=settings.host, http_port=settings.mlserver_http_port,
-        grpc_port=settings.mlserver_grpc_port, metrics_port=settings.mlserver_metrics_port,
-        parallel_workers=settings.parallel_workers)
-    written = write_config(out, server, resolved, BatchingOptions(max_batch_size, max_batch_time))
+    written = write_config(out, server_options(settings, managed=False), resolved,
+                           BatchingOptions(max_batch_size, max_batch_time))
     for path in written:
         click.echo(f"wrote {path}")
     for model in resolved:

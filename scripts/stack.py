@@ -182,7 +182,7 @@ def _start_mlserver(settings: PlatformSettings, state: StackState, report: Repor
              "metrics": settings.mlserver_metrics_port}
     require_free_ports(settings.host, ports, "mlserver")
     config_dir = settings.state_path / "mlserver"
-    write_config(config_dir, stack_server_options(settings), [])
+    write_config(config_dir, server_options(settings), [])
     url = settings.url(settings.mlserver_http_port)
     env = settings.child_environment(MLFLOW_TRACKING_URI=state.components["mlflow"].url)
     process = spawn("mlserver", [executable("mlserver"), "start", str(config_dir)],
@@ -198,11 +198,14 @@ def _start_mlserver(settings: PlatformSettings, state: StackState, report: Repor
     report(f"MLServer started at {url} (V2 docs at {url}/v2/docs)")
 
 
-def stack_server_options(settings: PlatformSettings) -> ServerOptions:
+def server_options(settings: PlatformSettings, *, managed: bool = True) -> ServerOptions:
+    """MLServer's settings from ours.  The managed stack loads models through the
+    repository API (one failing model cannot stop the server); a config for a
+    hand-run ``mlserver start`` loads them at start-up, as users expect."""
     return ServerOptions(
         host=settings.host, http_port=settings.mlserver_http_port,
         grpc_port=settings.mlserver_grpc_port, metrics_port=settings.mlserver_metrics_port,
-        parallel_workers=settings.parallel_workers, load_models_at_startup=False,
+        parallel_workers=settings.parallel_workers, load_models_at_startup=not managed,
     )
 
 
@@ -298,7 +301,7 @@ def deploy(settings: PlatformSettings, tracking: str,
     resolved = [resolve(client, reference) for reference in wanted]
     config_dir = Path(server.info["config_dir"])
     previous = generated_model_names(config_dir)
-    write_config(config_dir, stack_server_options(settings), resolved, batching)
+    write_config(config_dir, server_options(settings), resolved, batching)
 
     outcomes = [_repository_call(server.url, model.name, model.version, "load")
                 for model in resolved]

@@ -231,3 +231,31 @@ def test_credentials_never_appear_in_files_or_logs(served):
             text = path.read_text(errors="ignore")
             assert S3_SECRET not in text, path
             assert S3_KEY not in text, path
+
+
+def test_mlserver_config_for_a_hand_run_mlserver_start(served, tmp_path):
+    """The guide's flow: generate the folder, then `mlserver start <folder>` serves the models."""
+    import subprocess
+
+    from scripts.processes import free_port
+    from tests.conftest import BIN, stop, wait_for_http
+
+    port = free_port()
+    out = tmp_path / "config"
+    result = served.cli("mlserver-config", "--out", str(out), "--model", "echo",
+                        "--mlserver-http-port", str(port),
+                        "--mlserver-grpc-port", str(free_port()),
+                        "--mlserver-metrics-port", str(free_port()))
+    assert f"MLFLOW_TRACKING_URI={served.mlflow_url} mlserver start {out}" in result.stdout
+    assert json.loads((out / "settings.json").read_text())["load_models_at_startup"] is True
+    assert [p.parent.name for p in out.glob("*/model-settings.json")] == ["echo"]
+
+    env = {**served.env, "MLFLOW_TRACKING_URI": served.mlflow_url}
+    process = subprocess.Popen([str(BIN / "mlserver"), "start", str(out)], env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(url + "/v2/models/echo/ready", timeout=120, require_ok=True)
+        assert MLServerClient(url).predict("echo", {"a": 4}) == {"result": 8}
+    finally:
+        stop(process)
