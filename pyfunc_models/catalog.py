@@ -26,6 +26,16 @@ BUILTIN_MODULES = ("pyfunc_models.echo", "pyfunc_models.fraud.train")
 BASE_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy")
 
 
+@dataclass(frozen=True)
+class BuildContext:
+    """What a build function knows about where its result will be logged."""
+
+    workdir: Path  # a private temporary folder for the files the build writes
+    model_name: str
+    experiment_name: str = ""
+    run_id: str = ""
+
+
 @dataclass
 class ModelBundle:
     """What a build produced, ready to be logged to MLflow."""
@@ -35,13 +45,15 @@ class ModelBundle:
     artifacts: Dict[str, str] = field(default_factory=dict)
     metrics: Dict[str, float] = field(default_factory=dict)
     params: Dict[str, Any] = field(default_factory=dict)
+    # Small settings the model reads at load time (``context.model_config``).
+    model_config: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     description: str
-    build: Callable[[Path], ModelBundle]
+    build: Callable[[BuildContext], ModelBundle]
     requirements: Tuple[str, ...] = ()
 
     def pip_requirements(self) -> List[str]:
@@ -72,8 +84,8 @@ def register_model(
 ) -> Callable[[Callable[[Path], ModelBundle]], Callable[[Path], ModelBundle]]:
     """Decorator: add a build function to the catalog under ``name``."""
 
-    def decorate(build: Callable[[Path], ModelBundle]) -> Callable[[Path], ModelBundle]:
-        if name in _CATALOG and _CATALOG[name].build is not build:
+    def decorate(build: Callable[[BuildContext], ModelBundle]) -> Callable[[Path], ModelBundle]:
+        if name in _CATALOG and _CATALOG[name].build.__qualname__ != build.__qualname__:
             raise ValueError(f"model {name!r} is registered twice")
         _CATALOG[name] = ModelSpec(name, description, build, tuple(requirements))
         return build

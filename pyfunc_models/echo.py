@@ -1,10 +1,9 @@
 """The platform guide's example model: ``{"a": 10}`` in, ``{"result": 20}`` out."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict
 
-from .catalog import ModelBundle, register_model
+from .catalog import BuildContext, ModelBundle, register_model
 from .codec import JsonCodecModel
 from .errors import ModelInputError
 
@@ -24,5 +23,5 @@ class EchoModel(JsonCodecModel):
 
 
 @register_model("echo", description="The guide's JSON example: {'a': 10} -> {'result': 20}")
-def build(workdir: Path) -> ModelBundle:
+def build(context: BuildContext) -> ModelBundle:
     return ModelBundle(python_model=EchoModel(), input_example=EXAMPLE)

@@ -27,7 +27,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .catalog import PACKAGE_DIR, ModelSpec, get_model_spec
+from .catalog import PACKAGE_DIR, BuildContext, ModelSpec, get_model_spec
 from .wire import json_request
 
 DEFAULT_ALIAS = "champion"
@@ -98,7 +98,8 @@ def register(
     experiment_id = mlflow.set_experiment(experiment or spec.name).experiment_id
     with tempfile.TemporaryDirectory(prefix=f"mlplatform-{spec.name}-") as workdir:
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}-train") as run:
-            model_uri, model_id, bundle_metrics = _log(spec, Path(workdir), fingerprint)
+            context = BuildContext(Path(workdir), spec.name, experiment or spec.name, run.info.run_id)
+            model_uri, model_id, bundle_metrics = _log(spec, context, fingerprint)
         version = _create_version(client, spec.name, model_uri, run.info.run_id, model_id,
                                   fingerprint, alias)
     return Registration(
@@ -107,8 +108,9 @@ def register(
     )
 
 
-def _log(spec: ModelSpec, workdir: Path, fingerprint: str):
-    bundle = spec.build(workdir)
+def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
+    bundle = spec.build(context)
+    workdir = context.workdir
     mlflow.log_params(bundle.params)
     mlflow.log_metrics(bundle.metrics)
 
@@ -124,6 +126,7 @@ def _log(spec: ModelSpec, workdir: Path, fingerprint: str):
         pip_requirements=spec.pip_requirements(),
         input_example=bundle.input_example,
         signature=False,
+        model_config=bundle.model_config or None,
         metadata={"mlplatform": {"model": spec.name, "fingerprint": fingerprint}},
     )
     if info.signature is not None:  # would make MLServer reject the codec's wire format

@@ -254,6 +254,42 @@ def storage_location(artifact_uri: str, destination: str) -> str:
     return artifact_uri
 
 
+@main.command()
+@click.argument("model", metavar="NAME[@ALIAS|/VERSION]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
+@click.pass_context
+@_friendly_errors
+def metadata(ctx: click.Context, model: str, as_json: bool, tracking_uri: Optional[str]) -> None:
+    """Print a registered model's provenance, read back from its ONNX file.
+
+    Git commit of the training code, save date, experiment, run and model name,
+    as stamped into the file's metadata_props, plus the registry's view.
+    """
+    import json
+
+    from mlserver_configs.generator import ModelReference
+    from pyfunc_models.provenance import ProvenanceError, model_provenance
+
+    from .stack import StackError
+    from .stack import tracking_uri as resolve_tracking
+
+    settings = _settings(ctx)
+    reference = ModelReference.parse(model, settings.alias)
+    try:
+        found = model_provenance(resolve_tracking(settings, tracking_uri), reference.name,
+                                 alias=reference.alias, version=reference.version)
+    except ProvenanceError as exc:
+        raise StackError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for section, values in found.items():
+        click.echo(f"{section}:")
+        for key, value in values.items():
+            click.echo(f"  {key:<16} {', '.join(value) if isinstance(value, list) else value}")
+
+
 # ---------------------------------------------------------------- MLServer config
 
 

@@ -26,6 +26,7 @@ from scripts.processes import free_port
 
 BIN = Path(sys.executable).parent
 MLPLATFORM = str(BIN / "mlplatform")
+SERVED_MODELS = ("echo", "fraud", "fraud_sklearn", "fraud_scenario")
 S3_KEY, S3_SECRET = "mlplatform-test-key", "mlplatform-test-secret"
 
 
@@ -165,8 +166,8 @@ def stack(s3_server, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def served(stack):
-    """echo and fraud registered (champion) and loaded into MLServer."""
-    stack.cli("register", "echo")
-    stack.cli("register", "fraud")
+    """The catalog's models registered (champion) and loaded into MLServer."""
+    for model in SERVED_MODELS:
+        stack.cli("register", model)
     stack.cli("deploy")
     return stack

@@ -259,3 +259,42 @@ def test_mlserver_config_for_a_hand_run_mlserver_start(served, tmp_path):
         assert MLServerClient(url).predict("echo", {"a": 4}) == {"result": 8}
     finally:
         stop(process)
+
+
+def test_metadata_reads_provenance_back_from_the_registered_onnx_file(served, registry):
+    version = registry.get_model_version_by_alias("fraud", "champion")
+    found = json.loads(served.cli("metadata", "fraud", "--json").stdout)
+    onnx, listed = found["onnx"], found["registry"]
+    assert onnx["run_id"] == version.run_id == listed["run_id"]
+    assert onnx["experiment_name"] == listed["experiment_name"] == "fraud"
+    assert onnx["model_name"] == "fraud"
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown.*", onnx["git_commit"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", onnx["saved_at"])
+    table = served.cli("metadata", f"fraud/{version.version}").stdout
+    assert "git_commit" in table and version.run_id in table
+
+
+def test_metadata_of_a_model_without_onnx_is_a_clear_error(served):
+    result = served.cli("metadata", "fraud_sklearn", check=False)
+    assert result.returncode == 1
+    assert "has no ONNX file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_served_onnx_and_sklearn_fraud_agree(server):
+    from pyfunc_models.fraud.data import generate_transactions
+    from pyfunc_models.fraud.features import FEATURES
+
+    rows = generate_transactions(1_000, seed=11)[list(FEATURES)].to_dict(orient="records")
+    onnx, sklearn = server.predict("fraud", rows), server.predict("fraud_sklearn", rows)
+    gaps = [abs(a["fraud_probability"] - b["fraud_probability"]) for a, b in zip(onnx, sklearn)]
+    assert max(gaps) < 1e-5
+    near_threshold = [a for a, b in zip(onnx, sklearn) if a["is_fraud"] != b["is_fraud"]]
+    assert all(abs(a["fraud_probability"] - a["threshold"]) < 1e-5 for a in near_threshold)
+
+
+def test_scenario_model_answers_label_and_probabilities(server):
+    answer = server.predict("fraud_scenario", EXAMPLE_TRANSACTION)
+    assert answer["scenario"] == "account_takeover"
+    assert set(answer["probabilities"]) == {"legit", "card_testing", "account_takeover",
+                                            "stolen_card"}
+    assert server.predict("fraud_scenario", LEGIT)["scenario"] == "legit"

@@ -1,20 +1,36 @@
 """The fraud data, features and training, without a server."""
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
+from pyfunc_models.catalog import BuildContext
 from pyfunc_models.errors import ModelInputError
 from pyfunc_models.fraud.data import SCENARIOS, generate_transactions
 from pyfunc_models.fraud.features import (
+    BOOLEAN,
+    CATEGORICAL,
     EXAMPLE_TRANSACTION,
     FEATURES,
+    NUMERIC,
     feature_frame,
+    transactions_to_columns,
     transactions_to_frame,
 )
-from pyfunc_models.fraud.model import FraudModel
-from pyfunc_models.fraud.train import train
+from pyfunc_models.fraud.model import FraudModel, ScenarioModel
+from pyfunc_models.fraud.train import train, train_scenario
+from pyfunc_models.onnx_tabular import (
+    METADATA_KEYS,
+    OnnxTabular,
+    export_pipeline,
+    read_metadata,
+    training_metadata,
+)
 
 
 def test_generator_is_deterministic_and_imbalanced():
@@ -57,15 +73,50 @@ def test_missing_fields_are_listed():
         transactions_to_frame([EXAMPLE_TRANSACTION, 5])
 
 
-def test_small_training_run_learns_and_scores():
-    result = train(n_rows=8_000, n_estimators=20, max_depth=8)
-    assert result.metrics["roc_auc"] > 0.8
-    assert 0 < result.threshold < 1
-    model = FraudModel()
-    model.pipeline, model.threshold = result.pipeline, result.threshold
+@pytest.fixture(scope="module")
+def small_fraud():
+    return train(n_rows=8_000, n_estimators=20, max_depth=8)
+
+
+def test_small_training_run_learns_and_scores(small_fraud):
+    assert small_fraud.metrics["roc_auc"] > 0.8
+    assert 0 < small_fraud.config["threshold"] < 1
+    model = FraudModel.from_pipeline(small_fraud.pipeline, small_fraud.config)
     answer = model.predict(None, EXAMPLE_TRANSACTION)
     assert set(answer) == {"is_fraud", "fraud_probability", "threshold"}
     answers = model.predict(None, [EXAMPLE_TRANSACTION] * 3)
     assert len(answers) == 3 and answers[0] == answer
     frame = pd.DataFrame([EXAMPLE_TRANSACTION])  # what MLflow's scoring server hands over
     assert model.predict(None, frame) == [answer]
+
+
+def test_onnx_export_agrees_with_sklearn_and_carries_provenance(small_fraud, tmp_path):
+    context = BuildContext(tmp_path, "fraud", "fraud-experiment", "run-123")
+    path = export_pipeline(small_fraud.pipeline, CATEGORICAL, NUMERIC + BOOLEAN,
+                           training_metadata(context), tmp_path / "model.onnx")
+    rows = generate_transactions(2_000, seed=5)
+    columns, _ = transactions_to_columns(rows[list(FEATURES)].to_dict(orient="records"))
+    onnx = OnnxTabular(str(path)).predict_proba(columns)
+    sklearn = small_fraud.pipeline.predict_proba(feature_frame(rows))
+    np.testing.assert_allclose(onnx, sklearn, atol=1e-5)
+
+    metadata = read_metadata(path)
+    assert set(metadata) == set(METADATA_KEYS)
+    assert (metadata["experiment_name"], metadata["run_id"], metadata["model_name"]) == (
+        "fraud-experiment", "run-123", "fraud")
+    saved = datetime.fromisoformat(metadata["saved_at"])
+    assert saved.utcoffset() == timedelta(0)
+    assert abs(datetime.now(timezone.utc) - saved) < timedelta(minutes=5)
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown.*", metadata["git_commit"])
+
+
+def test_scenario_model_answers_label_and_probabilities():
+    result = train_scenario(n_rows=8_000, n_estimators=20, max_depth=8)
+    assert result.config["classes"] == sorted(SCENARIOS)
+    assert {"accuracy", "macro_f1", "f1_card_testing"} <= set(result.metrics)
+    model = ScenarioModel.from_pipeline(result.pipeline, result.config)
+    answer = model.predict(None, EXAMPLE_TRANSACTION)
+    assert answer["scenario"] in SCENARIOS
+    assert set(answer["probabilities"]) == set(SCENARIOS)
+    assert abs(sum(answer["probabilities"].values()) - 1) < 1e-3
+    assert answer["probability"] == max(answer["probabilities"].values())

@@ -2,16 +2,16 @@
 
 Training builds its frame with ``feature_frame(generated_rows)``; serving
 builds it with ``transactions_to_frame(request_json)``, which validates the
-JSON first and then calls the same ``feature_frame``.  The column list, the
-types and the encoder live only here.
+JSON first and then calls the same ``feature_frame``.  The column list and the
+types live only here (the encoder, fitted in training, travels inside the
+model).  Serving needs pandas, not scikit-learn.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.preprocessing import OneHotEncoder
 
 from ..errors import ModelInputError
 
@@ -41,44 +41,42 @@ EXAMPLE_TRANSACTION: Dict[str, Any] = {
 }
 
 
+def _typed(name: str, values) -> np.ndarray:
+    """One feature column with its model dtype: text for categories, float for the rest."""
+    if name in CATEGORICAL:
+        return np.asarray(values).astype(str).astype(object)
+    return np.asarray(values, dtype=np.float64)
+
+
 def feature_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """The model's input columns, in order and with their training dtypes."""
-    frame = rows.loc[:, list(FEATURES)].copy()
-    for column in CATEGORICAL:
-        frame[column] = frame[column].astype(str)
-    for column in NUMERIC:
-        frame[column] = frame[column].astype(float)
-    for column in BOOLEAN:
-        frame[column] = frame[column].astype(float)
-    return frame
+    """Training: the model's input columns, in order, with their dtypes."""
+    return pd.DataFrame({name: _typed(name, rows[name].to_numpy()) for name in FEATURES})
 
 
-def build_preprocessor() -> ColumnTransformer:
-    """One-hot encodes the categories (unknown ones become all-zero) and passes numbers."""
-    return ColumnTransformer(
-        [
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL)),
-            ("numeric", "passthrough", list(NUMERIC + BOOLEAN)),
-        ]
-    )
+def transactions_to_columns(data: Any) -> Tuple[Dict[str, np.ndarray], bool]:
+    """Serving: validate one transaction (a JSON object) or a list of them.
 
-
-def transactions_to_frame(data: Any) -> Tuple[pd.DataFrame, bool]:
-    """Validate one transaction (a JSON object) or a list of them.
-
-    Returns the feature frame and whether a single object was sent, so the
-    answer can have the same shape as the question.
+    Returns the typed feature columns (as ``feature_frame`` types them) and
+    whether a single object was sent, so the answer can have the question's
+    shape.  Plain arrays, no DataFrame: the ONNX session takes them as they are.
     """
     single = isinstance(data, dict)
     records: List[Any] = [data] if single else data
     if not isinstance(records, list) or not records:
         raise ModelInputError(
-            "fraud expects a transaction object or a non-empty list of them, "
+            "expected a transaction object or a non-empty list of them, "
             f"with fields {', '.join(FEATURES)}"
         )
     for index, record in enumerate(records):
         _check_record(record, "transaction" if single else f"transaction {index}")
-    return feature_frame(pd.DataFrame.from_records(records)), single
+    columns = {name: _typed(name, [record[name] for record in records]) for name in FEATURES}
+    return columns, single
+
+
+def transactions_to_frame(data: Any) -> Tuple[pd.DataFrame, bool]:
+    """Serving, as a DataFrame (what scikit-learn pipelines take)."""
+    columns, single = transactions_to_columns(data)
+    return pd.DataFrame(columns), single
 
 
 def _check_record(record: Any, where: str) -> None:

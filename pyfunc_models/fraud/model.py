@@ -1,41 +1,80 @@
-"""The served fraud model: the trained scikit-learn pipeline behind the JSON codec."""
+"""The served transaction classifiers: a feature pipeline behind the JSON codec.
+
+One class serves both formats of a trained pipeline: the ONNX file (the served
+default, ONNX Runtime) or the scikit-learn original (joblib).  Subclasses only
+say how a row of class probabilities becomes an answer.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
-import joblib
+import numpy as np
 
 from ..codec import JsonCodecModel
-from .features import transactions_to_frame
+from ..onnx_tabular import ONNX_ARTIFACT, OnnxTabular
+from .features import transactions_to_columns
 
 PIPELINE_ARTIFACT = "pipeline"
 
 
-class FraudModel(JsonCodecModel):
-    """Answers ``{"is_fraud", "fraud_probability", "threshold"}`` per transaction.
+def _frame_input(predict_proba: Callable) -> Callable:
+    """scikit-learn pipelines select columns by name: give them a DataFrame."""
+    import pandas as pd
 
-    The decision threshold was chosen on held-out data at training time and
-    travels with the pipeline in the same artifact.
-    """
+    return lambda columns: predict_proba(pd.DataFrame(columns))
+
+
+class TransactionClassifier(JsonCodecModel):
+    """Load (ONNX or joblib) -> validate transactions -> class probabilities -> answers."""
 
     def __init__(self) -> None:
-        self.pipeline = None
-        self.threshold = 0.5
+        self.predict_proba: Callable = None
+        self.config: Dict[str, Any] = {}
 
     def load_context(self, context) -> None:
-        bundle = joblib.load(context.artifacts[PIPELINE_ARTIFACT])
-        self.pipeline = bundle["pipeline"]
-        self.threshold = float(bundle["threshold"])
+        self.config = dict(context.model_config or {})
+        if ONNX_ARTIFACT in context.artifacts:
+            self.predict_proba = OnnxTabular(context.artifacts[ONNX_ARTIFACT]).predict_proba
+        else:
+            import joblib
+
+            self.predict_proba = _frame_input(
+                joblib.load(context.artifacts[PIPELINE_ARTIFACT]).predict_proba)
+
+    @classmethod
+    def from_pipeline(cls, pipeline, config: Dict[str, Any]) -> "TransactionClassifier":
+        """An in-memory model around a fitted pipeline (for tests and notebooks)."""
+        model = cls()
+        model.predict_proba, model.config = _frame_input(pipeline.predict_proba), dict(config)
+        return model
 
     def score(self, data: Any) -> Any:
-        frame, single = transactions_to_frame(data)
-        probabilities = self.pipeline.predict_proba(frame)[:, 1]
-        answers: List[Dict[str, Any]] = [
-            {
-                "is_fraud": bool(p >= self.threshold),
-                "fraud_probability": round(float(p), 6),
-                "threshold": self.threshold,
-            }
-            for p in probabilities
-        ]
+        columns, single = transactions_to_columns(data)
+        answers = [self.answer(row) for row in np.asarray(self.predict_proba(columns))]
         return answers[0] if single else answers
+
+    def answer(self, probabilities: np.ndarray) -> Dict[str, Any]:
+        raise NotImplementedError
+
+
+class FraudModel(TransactionClassifier):
+    """``{"is_fraud", "fraud_probability", "threshold"}``; the threshold comes from training."""
+
+    def answer(self, probabilities: np.ndarray) -> Dict[str, Any]:
+        threshold = float(self.config["threshold"])
+        fraud = float(probabilities[1])
+        return {"is_fraud": fraud >= threshold, "fraud_probability": round(fraud, 6),
+                "threshold": threshold}
+
+
+class ScenarioModel(TransactionClassifier):
+    """``{"scenario", "probability", "probabilities": {class: p}}`` over the fraud scenarios."""
+
+    def answer(self, probabilities: np.ndarray) -> Dict[str, Any]:
+        classes: List[str] = self.config["classes"]
+        best = int(np.argmax(probabilities))
+        return {
+            "scenario": classes[best],
+            "probability": round(float(probabilities[best]), 6),
+            "probabilities": {name: round(float(p), 6) for name, p in zip(classes, probabilities)},
+        }
