@@ -12,7 +12,13 @@ from typing import Any, Dict, List, Optional, Union
 import requests
 from requests import Response
 
-from pyfunc_models.wire import WireFormatError, decode_json_response, json_request
+from pyfunc_models.wire import (
+    WireFormatError,
+    decode_base64_response,
+    decode_json_response,
+    image_request,
+    json_request,
+)
 
 DEFAULT_TIMEOUT = (5.0, 60.0)  # seconds to connect, seconds to wait for the answer
 
@@ -125,9 +131,23 @@ class MLServerClient:
         self._session.close()
 
     def predict(self, model: str, data: Any, *, version: Optional[str] = None) -> Any:
-        """Send one JSON document to ``model`` and return its decoded answer."""
-        request = create_request_to_mlserver_model(data, model)
-        return decode_answer(self._post(self._model_path(model, version) + "/infer", request))
+        """Send one document to ``model`` and return its JSON answer.
+
+        ``data`` is anything JSON-serialisable, or ``bytes`` (an image) for image
+        models, which are sent base64-encoded with the ``base64`` content type.
+        """
+        return decode_json_response(self.infer(model, self._request(model, data), version=version))
+
+    def predict_image(self, model: str, image: bytes, *, version: Optional[str] = None) -> str:
+        """Send an image to an image -> image model; the answer image as base64 text."""
+        return decode_base64_response(
+            self.infer(model, image_request(image, model), version=version))
+
+    @staticmethod
+    def _request(model: str, data: Any) -> Dict[str, Any]:
+        if isinstance(data, (bytes, bytearray)):
+            return image_request(bytes(data), model)
+        return create_request_to_mlserver_model(data, model)
 
     def infer(self, model: str, request: Dict[str, Any], *,
               version: Optional[str] = None) -> Dict[str, Any]:

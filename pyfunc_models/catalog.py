@@ -19,7 +19,12 @@ from .codec import JsonCodecModel
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Modules holding the built-in models; imported on first catalog access.
-BUILTIN_MODULES = ("pyfunc_models.echo", "pyfunc_models.fraud.train")
+BUILTIN_MODULES = (
+    "pyfunc_models.echo",
+    "pyfunc_models.fraud.train",
+    "pyfunc_models.images.quantize",
+    "pyfunc_models.images.digits",
+)
 
 # Distributions every served model needs, pinned to the installed versions so
 # that the pickled model loads where it is served.

@@ -21,6 +21,7 @@ and never hands the raw request over.
 """
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from typing import Any, Dict, List
@@ -29,7 +30,15 @@ import mlflow
 import numpy as np
 
 from .errors import ModelInputError
-from .wire import BYTES, OUTPUT_NAME, WireFormatError, decode_json_tensor, to_json
+from .wire import (
+    BASE64,
+    BYTES,
+    OUTPUT_NAME,
+    WireFormatError,
+    decode_base64_tensor,
+    decode_json_tensor,
+    to_json,
+)
 
 
 def is_inference_request(value: Any) -> bool:
@@ -56,7 +65,15 @@ def plain_json(value: Any) -> Any:
 
 
 class JsonCodecModel(mlflow.pyfunc.PythonModel):
-    """A pyfunc model that takes JSON documents and answers with JSON documents."""
+    """A pyfunc model that takes JSON documents and answers with JSON documents.
+
+    An image model sets ``input_format = "base64"`` (its documents are the raw
+    bytes of each image) and, if it answers with bytes, ``output_format =
+    "base64"`` (answers travel, and reach notebooks, as base64 text).
+    """
+
+    input_format = "json"
+    output_format = "json"
 
     # MLflow asks every PythonModel for ``predict`` type hints and warns without them;
     # hints would turn on its input validation and a signature, which the codec must
@@ -68,36 +85,59 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
             documents = self.decode_request(model_input)
             return self.encode_response(self.score_documents(documents))
         # The notebook path: answer exactly what a client of the server would get.
-        return json.loads(to_json(self.score(plain_json(model_input))))
+        answer = self.score(self._notebook_input(model_input))
+        if self.output_format == BASE64:
+            return self._answer_text(answer)
+        return json.loads(self._answer_text(answer))
 
     def decode_request(self, request) -> List[Any]:
-        """The JSON documents carried by the request's single BYTES input."""
+        """The documents carried by the request's single BYTES input."""
         inputs = request.inputs
         if len(inputs) != 1:
             raise ModelInputError(
-                f"expected exactly one {BYTES} input holding JSON, got {len(inputs)} inputs"
+                f"expected exactly one {BYTES} input, got {len(inputs)} inputs"
             )
         tensor = inputs[0]
         try:
+            if self.input_format == BASE64:
+                return decode_base64_tensor(tensor.name, tensor.datatype, tensor.data.root)
             return decode_json_tensor(tensor.name, tensor.datatype, tensor.data.root)
         except WireFormatError as exc:
             raise ModelInputError(str(exc)) from exc
 
     def encode_response(self, answers: List[Any]) -> Dict[str, np.ndarray]:
-        """Answers as the ``output`` tensor, one JSON string per request document.
+        """Answers as the ``output`` tensor, one string per request document.
 
         A single answer is a 0-d array, which MLServer sends with shape ``[1]`` as
         in the guide; several answers keep one row each, so MLServer's adaptive
         batching can split them back to their requests.
         """
-        if len(answers) == 1:
-            return {OUTPUT_NAME: np.array(to_json(answers[0]), dtype=object)}
-        return {OUTPUT_NAME: np.array([to_json(a) for a in answers], dtype=object)}
+        texts = [self._answer_text(answer) for answer in answers]
+        if len(texts) == 1:
+            return {OUTPUT_NAME: np.array(texts[0], dtype=object)}
+        return {OUTPUT_NAME: np.array(texts, dtype=object)}
+
+    def _answer_text(self, answer: Any) -> str:
+        if self.output_format == BASE64:
+            return base64.b64encode(answer).decode("ascii")
+        return to_json(answer)
+
+    def _notebook_input(self, value: Any) -> Any:
+        if self.input_format != BASE64:
+            return plain_json(value)
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except ValueError as exc:
+                raise ModelInputError("expected image bytes or their base64 text") from exc
+        raise ModelInputError(f"expected image bytes, got {type(value).__name__}")
 
     def score_documents(self, documents: List[Any]) -> List[Any]:
         """Score each document; override to score a batch in one go."""
         return [self.score(document) for document in documents]
 
     def score(self, data: Any) -> Any:
-        """Answer one JSON document.  Raise ``ModelInputError`` for bad data."""
+        """Answer one document.  Raise ``ModelInputError`` for bad data."""
         raise NotImplementedError

@@ -16,6 +16,7 @@ failed ``register`` never leaves a half-registered model behind.
 """
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .catalog import PACKAGE_DIR, BuildContext, ModelSpec, get_model_spec
-from .wire import json_request
+from .wire import image_request, json_request
 
 DEFAULT_ALIAS = "champion"
 FINGERPRINT_TAG = "mlplatform.fingerprint"
@@ -114,8 +115,14 @@ def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
     mlflow.log_params(bundle.params)
     mlflow.log_metrics(bundle.metrics)
 
+    example = bundle.input_example
+    if isinstance(example, bytes):  # an image model: V2 carries it as base64 text
+        request = image_request(example, spec.name)
+        example = base64.b64encode(example).decode("ascii")
+    else:
+        request = json_request(example, spec.name)
     example_request = workdir / "example_request.json"
-    example_request.write_text(json.dumps(json_request(bundle.input_example, spec.name), indent=2))
+    example_request.write_text(json.dumps(request, indent=2))
     artifacts = {**bundle.artifacts, EXAMPLE_REQUEST_ARTIFACT: str(example_request)}
 
     info = mlflow.pyfunc.log_model(
@@ -124,7 +131,7 @@ def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
         artifacts=artifacts,
         code_paths=[str(PACKAGE_DIR)],
         pip_requirements=spec.pip_requirements(),
-        input_example=bundle.input_example,
+        input_example=example,
         signature=False,
         model_config=bundle.model_config or None,
         metadata={"mlplatform": {"model": spec.name, "fingerprint": fingerprint}},

@@ -2,7 +2,9 @@
 
 The platform guide (seed 001) fixes the format: a request carries one ``BYTES``
 input whose data is a JSON string; the answer carries one ``BYTES`` output
-named ``output`` whose data is a JSON string.  The model's codec (server side)
+named ``output`` whose data is a JSON string.  Image models take the image
+bytes instead, as base64 text with the ``base64`` content type (the V2 JSON
+way to carry binary data); an image answer is base64 text the same way.  The model's codec (server side)
 and the client both speak it, so the rules live here and nowhere else.
 
 This module needs only the standard library: the client imports it without
@@ -10,11 +12,14 @@ pulling in MLServer, MLflow or numpy.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any, Dict, Iterable, List
 
 BYTES = "BYTES"
 OUTPUT_NAME = "output"
+BASE64 = "base64"  # MLServer's content type for binary data carried as base64 text
 
 
 class WireFormatError(ValueError):
@@ -52,6 +57,21 @@ def json_request(data: Any, input_name: str) -> Dict[str, Any]:
                 "shape": [len(document)],
                 "datatype": BYTES,
                 "data": document,
+            }
+        ]
+    }
+
+
+def image_request(image: bytes, input_name: str) -> Dict[str, Any]:
+    """The V2 request body for one image: a BYTES input with the ``base64`` content type."""
+    return {
+        "inputs": [
+            {
+                "name": input_name,
+                "shape": [1],
+                "datatype": BYTES,
+                "parameters": {"content_type": BASE64},
+                "data": [base64.b64encode(image).decode("ascii")],
             }
         ]
     }
@@ -108,8 +128,40 @@ def decode_json_tensor(name: str, datatype: str, data: Any) -> List[Any]:
     return documents
 
 
+def decode_base64_tensor(name: str, datatype: str, data: Any) -> List[bytes]:
+    """Decode every element of a BYTES tensor sent with the ``base64`` content type."""
+    where = f"tensor {name!r}"
+    if datatype != BYTES:
+        raise WireFormatError(f"{where}: datatype is {datatype}, expected {BYTES} holding base64")
+    decoded = []
+    for index, text in enumerate(tensor_strings(data, where)):
+        try:
+            decoded.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise WireFormatError(f"{where}: element {index} is not valid base64") from exc
+    return decoded
+
+
 def decode_json_response(body: Dict[str, Any]) -> Any:
     """The answer held by a V2 response body: one document, or a list for a batch."""
+    name, datatype, data = _answer_tensor(body)
+    documents = decode_json_tensor(name, datatype, data)
+    return documents[0] if len(documents) == 1 else documents
+
+
+def decode_base64_response(body: Dict[str, Any]) -> Any:
+    """The base64 text of a binary answer (e.g. a PNG), one string or a list for a batch."""
+    name, datatype, data = _answer_tensor(body)
+    strings = tensor_strings(data, f"tensor {name!r}")
+    for text in strings:
+        try:
+            base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise WireFormatError(f"tensor {name!r} does not hold base64 data") from exc
+    return strings[0] if len(strings) == 1 else strings
+
+
+def _answer_tensor(body: Dict[str, Any]):
     outputs = body.get("outputs") if isinstance(body, dict) else None
     if not outputs:
         raise WireFormatError("the response has no outputs")
@@ -119,7 +171,4 @@ def decode_json_response(body: Dict[str, Any]) -> Any:
             names = ", ".join(repr(o.get("name")) for o in outputs)
             raise WireFormatError(f"the response has no {OUTPUT_NAME!r} output (got {names})")
         chosen = outputs[0]
-    documents = decode_json_tensor(
-        chosen.get("name", OUTPUT_NAME), chosen.get("datatype", ""), chosen.get("data")
-    )
-    return documents[0] if len(documents) == 1 else documents
+    return chosen.get("name", OUTPUT_NAME), chosen.get("datatype", ""), chosen.get("data")

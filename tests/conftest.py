@@ -26,7 +26,7 @@ from scripts.processes import free_port
 
 BIN = Path(sys.executable).parent
 MLPLATFORM = str(BIN / "mlplatform")
-SERVED_MODELS = ("echo", "fraud", "fraud_sklearn", "fraud_scenario")
+SERVED_MODELS = ("echo", "fraud", "fraud_sklearn", "fraud_scenario", "image_quantize", "digits")
 S3_KEY, S3_SECRET = "mlplatform-test-key", "mlplatform-test-secret"
 
 

@@ -1,0 +1,1 @@
+"""Image models trained on images that ship inside scikit-learn (no downloads)."""
