@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .codec import JsonCodecModel
 
@@ -60,11 +60,16 @@ class ModelSpec:
     description: str
     build: Callable[[BuildContext], ModelBundle]
     requirements: Tuple[str, ...] = ()
+    # Requirement lines taken as written (an imported folder's requirements.txt).
+    raw_requirements: Tuple[str, ...] = ()
+    # Files outside this package that make up the model (an imported folder).
+    source_dir: Optional[Path] = None
 
     def pip_requirements(self) -> List[str]:
         """Pinned requirements: the distributions the model imports, at installed versions."""
         names = dict.fromkeys(BASE_REQUIREMENTS + self.requirements)
-        return [f"{name}=={metadata.version(name)}" for name in names]
+        pinned = [f"{name}=={metadata.version(name)}" for name in names]
+        return pinned + [line for line in self.raw_requirements if not _covered(line, names)]
 
     def fingerprint(self) -> str:
         """A digest of the model code and its library versions.
@@ -73,12 +78,33 @@ class ModelSpec:
         fingerprint: same code, same libraries, same deterministic data.
         """
         digest = hashlib.sha256(self.name.encode())
-        for path in sorted(PACKAGE_DIR.rglob("*.py")):
-            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
-            digest.update(path.read_bytes())
+        sources = [(PACKAGE_DIR, sorted(PACKAGE_DIR.rglob("*.py")))]
+        if self.source_dir is not None:
+            sources.append((self.source_dir, sorted(
+                p for p in self.source_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts)))
+        for root, paths in sources:
+            for path in paths:
+                digest.update(path.relative_to(root).as_posix().encode())
+                digest.update(path.read_bytes())
         for requirement in self.pip_requirements():
             digest.update(requirement.encode())
         return digest.hexdigest()[:16]
+
+
+def _covered(line: str, pinned: Dict[str, None]) -> bool:
+    """A bare requirement (``numpy``) that one of our exact pins already satisfies.
+
+    A line with a version of its own stays, so pip reports a real conflict.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement:
+        return False
+    names = {canonicalize_name(name) for name in pinned}
+    return not requirement.specifier and canonicalize_name(requirement.name) in names
 
 
 _CATALOG: Dict[str, ModelSpec] = {}

@@ -64,6 +64,12 @@ def plain_json(value: Any) -> Any:
     return json.loads(to_json(value))
 
 
+def request_parameters(request) -> Dict[str, Any]:
+    """The free-form ``parameters`` of a V2 request (what is not MLServer's own)."""
+    parameters = getattr(request, "parameters", None)
+    return dict(getattr(parameters, "model_extra", None) or {})
+
+
 class JsonCodecModel(mlflow.pyfunc.PythonModel):
     """A pyfunc model that takes JSON documents and answers with JSON documents.
 
@@ -81,11 +87,15 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
     _skip_type_hint_validation = True
 
     def predict(self, context, model_input, params=None):
+        # Options for the model (an imported folder's ``target``) come from the V2 request's
+        # ``parameters``, read here from the raw request: MLflow drops ``params`` for models
+        # without a params schema before they reach this method.
         if is_inference_request(model_input):
             documents = self.decode_request(model_input)
-            return self.encode_response(self.score_documents(documents))
+            options = {**(params or {}), **request_parameters(model_input)}
+            return self.encode_response(self.score_documents(documents, options))
         # The notebook path: answer exactly what a client of the server would get.
-        answer = self.score(self._notebook_input(model_input))
+        answer = self.score_documents([self._notebook_input(model_input)], params or {})[0]
         if self.output_format == BASE64:
             return self._answer_text(answer)
         return json.loads(self._answer_text(answer))
@@ -134,8 +144,8 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
                 raise ModelInputError("expected image bytes or their base64 text") from exc
         raise ModelInputError(f"expected image bytes, got {type(value).__name__}")
 
-    def score_documents(self, documents: List[Any]) -> List[Any]:
-        """Score each document; override to score a batch in one go."""
+    def score_documents(self, documents: List[Any], params: Dict[str, Any]) -> List[Any]:
+        """Score each document; override to score a batch in one go or to use ``params``."""
         return [self.score(document) for document in documents]
 
     def score(self, data: Any) -> Any:

@@ -11,6 +11,13 @@ What lands in MLflow for each registration:
 * a new registered model version, tagged with the code fingerprint, and the
   alias (default ``champion``) moved to it.
 
+The model's classes come from the *installed* ``pyfunc_models`` (the platform
+runtime, like ``mlserver_mlflow``), not from a copy logged with ``code_paths``:
+MLflow only prepends each model's code folder to ``sys.path``, so in one
+MLServer process the first model loaded would decide which copy every later
+model runs against.  A data scientist's own code (an imported folder) does
+travel inside the model, as an artifact.
+
 Anything that fails after the version exists removes that version again, so a
 failed ``register`` never leaves a half-registered model behind.
 """
@@ -21,14 +28,14 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .catalog import PACKAGE_DIR, BuildContext, ModelSpec, get_model_spec
+from .catalog import BuildContext, ModelSpec, get_model_spec
 from .wire import image_request, json_request
 
 DEFAULT_ALIAS = "champion"
@@ -75,15 +82,19 @@ def artifact_location(client: MlflowClient, version: ModelVersion) -> str:
 
 
 def register(
-    model: str,
+    model: Union[str, ModelSpec],
     tracking_uri: str,
     *,
     alias: str = DEFAULT_ALIAS,
     experiment: Optional[str] = None,
     force: bool = False,
 ) -> Registration:
-    """Train (if the code changed or ``force``), log and register ``model``."""
-    spec = get_model_spec(model)
+    """Train (if the code changed or ``force``), log and register ``model``.
+
+    ``model`` is a catalog name, or a ``ModelSpec`` built elsewhere (an
+    imported folder).
+    """
+    spec = get_model_spec(model) if isinstance(model, str) else model
     client = MlflowClient(tracking_uri=tracking_uri)
     fingerprint = spec.fingerprint()
 
@@ -116,20 +127,21 @@ def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
     mlflow.log_metrics(bundle.metrics)
 
     example = bundle.input_example
-    if isinstance(example, bytes):  # an image model: V2 carries it as base64 text
-        request = image_request(example, spec.name)
-        example = base64.b64encode(example).decode("ascii")
-    else:
-        request = json_request(example, spec.name)
-    example_request = workdir / "example_request.json"
-    example_request.write_text(json.dumps(request, indent=2))
-    artifacts = {**bundle.artifacts, EXAMPLE_REQUEST_ARTIFACT: str(example_request)}
+    artifacts = dict(bundle.artifacts)
+    if example is not None:
+        if isinstance(example, bytes):  # an image model: V2 carries it as base64 text
+            request = image_request(example, spec.name)
+            example = base64.b64encode(example).decode("ascii")
+        else:
+            request = json_request(example, spec.name)
+        example_request = workdir / "example_request.json"
+        example_request.write_text(json.dumps(request, indent=2))
+        artifacts[EXAMPLE_REQUEST_ARTIFACT] = str(example_request)
 
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=bundle.python_model,
         artifacts=artifacts,
-        code_paths=[str(PACKAGE_DIR)],
         pip_requirements=spec.pip_requirements(),
         input_example=example,
         signature=False,

@@ -182,13 +182,22 @@ def list_models() -> None:
         click.echo(f"{spec.name:<12} {spec.description}")
 
 
+def _registration_options(func: Callable) -> Callable:
+    for option in reversed([
+        click.option("--alias", help="Alias to point at the new version [champion]."),
+        click.option("--experiment", help="MLflow experiment [the model's name]."),
+        click.option("--force", is_flag=True,
+                     help="Register a new version even if nothing changed."),
+        click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+                     help="MLflow tracking server [the running stack's]."),
+    ]):
+        func = option(func)
+    return func
+
+
 @main.command()
 @click.argument("model")
-@click.option("--alias", help="Alias to point at the new version [champion].")
-@click.option("--experiment", help="MLflow experiment [the model's name].")
-@click.option("--force", is_flag=True, help="Retrain and register even if the code is unchanged.")
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
-              help="MLflow tracking server [the running stack's].")
+@_registration_options
 @click.pass_context
 @_friendly_errors
 def register(ctx: click.Context, model: str, alias: Optional[str], experiment: Optional[str],
@@ -199,16 +208,127 @@ def register(ctx: click.Context, model: str, alias: Optional[str], experiment: O
     same code and library versions (use --force to retrain anyway).
     """
     from pyfunc_models.catalog import get_model_spec
+
+    from .stack import StackError
+
+    settings = _settings(ctx, alias=alias)
+    try:
+        spec = get_model_spec(model)
+    except KeyError as exc:
+        raise StackError(exc.args[0]) from None
+    _register_and_report(settings, spec, tracking_uri, experiment, force)
+
+
+@main.command("import")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--name", help="Registered model name [the folder's name].")
+@_registration_options
+@click.pass_context
+@_friendly_errors
+def import_folder(ctx: click.Context, folder: Path, name: Optional[str], alias: Optional[str],
+                  experiment: Optional[str], force: bool, tracking_uri: Optional[str]) -> None:
+    """Register a folder of plain Python (MMF mmf.yml or Neomaril neomaril.yml) as a model.
+
+    The descriptor is validated, each JSON target is run on the sample input
+    (example.json / schema.json) first, and nothing is registered if that fails.
+    JsonToJson / Sync targets are then served by `mlplatform deploy`; FileToFile /
+    Async / FileToArtifact targets run with `mlplatform run`.
+    """
+    from pyfunc_models.imported.descriptors import DescriptorError
+    from pyfunc_models.imported.importer import import_folder as describe_folder
+
+    from .stack import StackError
+
+    settings = _settings(ctx, alias=alias)
+    try:
+        spec, descriptor = describe_folder(folder, name)
+    except DescriptorError as exc:
+        raise StackError(str(exc)) from None
+    _register_and_report(settings, spec, tracking_uri, experiment, force)
+    for target in descriptor.targets:
+        if target.task_type == "JsonToJson":
+            how = (f"V2 after `mlplatform deploy`: POST /v2/models/{spec.name}/infer"
+                   + (f' with "parameters": {{"target": "{target.name}"}}'
+                      if target is not descriptor.json_targets[0] else " (default target)"))
+        else:
+            how = f"mlplatform run {spec.name} '{target.name}' <file>"
+        click.echo(f"  target {target.name!r} ({target.task_type}): {how}")
+
+
+@main.command()
+@click.argument("model", metavar="NAME[@ALIAS|/VERSION]")
+@click.argument("target")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder for the output file (FileToFile / Async).")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
+@click.pass_context
+@_friendly_errors
+def run(ctx: click.Context, model: str, target: str, file: Path, output: Path,
+        tracking_uri: Optional[str]) -> None:
+    """Run TARGET of an imported MODEL on FILE, with the registered code and artifacts.
+
+    \b
+    FileToFile / Async: writes the output file into --output and prints its path.
+    FileToArtifact:     retrains; the updated artifacts become a new version
+                        (alias moved to it; `mlplatform deploy` serves it).
+    JsonToJson / Sync:  FILE holds the JSON input; prints the JSON answer.
+    """
+    import json
+    import tempfile
+
+    import mlflow
+
+    from mlserver_configs.generator import ModelReference
+    from pyfunc_models.errors import ModelInputError
+    from pyfunc_models.imported.descriptors import DescriptorError
+    from pyfunc_models.imported.importer import import_folder as describe_folder
+    from pyfunc_models.imported.model import ImportedModel
+
+    from .stack import StackError
+    from .stack import tracking_uri as resolve_tracking
+
+    settings = _settings(ctx)
+    reference = ModelReference.parse(model, settings.alias)
+    uri = resolve_tracking(settings, tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    wanted = (f"models:/{reference.name}/{reference.version}" if reference.version
+              else f"models:/{reference.name}@{reference.alias}")
+    with tempfile.TemporaryDirectory(prefix="mlplatform-run-") as workdir:
+        loaded = mlflow.pyfunc.load_model(wanted, dst_path=workdir).unwrap_python_model()
+        if not isinstance(loaded, ImportedModel):
+            raise StackError(f"{wanted} is not an imported model; `run` runs imported folders")
+        try:
+            chosen = loaded.target(target, ("JsonToJson", "FileToFile", "FileToArtifact"))
+            if chosen.task_type == "JsonToJson":
+                try:
+                    data = json.loads(file.read_text(encoding="utf-8"))
+                except ValueError as exc:
+                    raise StackError(f"{file}: not valid JSON ({exc})") from None
+                click.echo(json.dumps(loaded.call_json(chosen, data), ensure_ascii=False))
+                return
+            produced = loaded.run_file(chosen.name, file, output.resolve())
+        except ModelInputError as exc:
+            raise StackError(str(exc)) from None
+        if chosen.task_type != "FileToArtifact":
+            click.echo(f"{chosen.name}: wrote {produced}")
+            return
+        click.echo(f"{chosen.name}: artifacts updated from {file}; registering them")
+        try:
+            spec, _ = describe_folder(produced, reference.name)
+        except DescriptorError as exc:
+            raise StackError(f"the retrained folder no longer imports: {exc}") from None
+        _register_and_report(settings, spec, uri, None, force=True)
+
+
+def _register_and_report(settings: PlatformSettings, spec, tracking_uri: Optional[str],
+                         experiment: Optional[str], force: bool):
+    """Check MLflow and the artifact store answer, register, and print what happened."""
     from pyfunc_models.registration import register as register_model
 
     from .stack import StackError, StackState, http_ok
     from .stack import tracking_uri as resolve_tracking
 
-    settings = _settings(ctx, alias=alias)
-    try:
-        get_model_spec(model)
-    except KeyError as exc:
-        raise StackError(exc.args[0]) from None
     uri = resolve_tracking(settings, tracking_uri)
     if uri.startswith("http") and not http_ok(uri.rstrip("/") + "/health", timeout=5):
         raise StackError(f"MLflow tracking server {uri} is unreachable; "
@@ -217,22 +337,23 @@ def register(ctx: click.Context, model: str, alias: Optional[str], experiment: O
     destination = mlflow_process.info.get("artifacts_destination", "") if mlflow_process else ""
     _check_artifact_store(settings, destination)
 
-    click.echo(f"registering {model} in {uri} ...")
+    click.echo(f"registering {spec.name} in {uri} ...")
     try:
-        result = register_model(model, uri, alias=settings.alias, experiment=experiment,
+        result = register_model(spec, uri, alias=settings.alias, experiment=experiment,
                                 force=force)
     except Exception as exc:  # any failure: one line naming the server, no traceback
         reason = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).splitlines()[0]
-        raise StackError(f"registering {model} at {uri} failed: {reason}") from None
+        raise StackError(f"registering {spec.name} at {uri} failed: {reason}") from None
     if not result.trained:
-        click.echo(f"{model} is up to date: {result.alias_uri} is version {result.version} "
-                   "(same code; use --force to retrain)")
+        click.echo(f"{spec.name} is up to date: {result.alias_uri} is version {result.version} "
+                   "(same code; use --force to register anyway)")
     else:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
         click.echo(f"registered {result.model_uri} and set {result.alias_uri}"
                    + (f"\nmetrics: {metrics}" if metrics else ""))
     click.echo(f"model URI: {result.alias_uri} -> {result.model_uri}")
     click.echo(f"artifacts: {storage_location(result.artifact_uri, destination)}")
+    return result
 
 
 def _check_artifact_store(settings: PlatformSettings, destination: str) -> None:
@@ -353,7 +474,11 @@ def mlserver_config(ctx: click.Context, models, max_batch_size: int, max_batch_t
 @_friendly_errors
 def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: float,
            tracking_uri: Optional[str]) -> None:
-    """Serve the registry's models on the running MLServer (config rewritten, models reloaded)."""
+    """Serve the registry's models on the running MLServer (config rewritten, models reloaded).
+
+    Without --model: every model that has the alias. With --model: exactly those
+    (models served before and not named are unloaded).
+    """
     from mlserver_configs.generator import BatchingOptions, ModelReference
 
     from .stack import deploy as deploy_models
@@ -368,8 +493,9 @@ def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: floa
     if not outcomes:
         click.echo(f"no model has the alias {settings.alias!r}; run `mlplatform register <model>`")
     for outcome in outcomes:
+        loaded = outcome.ok and outcome.message == "ready"
         click.echo(outcome.describe()
-                   + (f"  -> {url}/v2/models/{outcome.name}/infer" if outcome.ok else ""))
+                   + (f"  -> {url}/v2/models/{outcome.name}/infer" if loaded else ""))
     if any(not outcome.ok for outcome in outcomes):
         ctx.exit(1)
 

@@ -1,0 +1,1 @@
+"""Bring-your-own-code: folders of plain Python (MMF or Neomaril style) as registered models."""

@@ -1,0 +1,231 @@
+"""Bring-your-own-code: descriptor validation, sample runs, then served, run and retrained."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from client import InferenceServerError, MLServerClient
+from pyfunc_models.imported.descriptors import DescriptorError, read_descriptor
+from pyfunc_models.imported.importer import import_folder
+from pyfunc_models.wire import json_request
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MMF, NEOMARIL = EXAMPLES / "mmf_delivery", EXAMPLES / "neomaril_credit"
+
+
+@pytest.fixture()
+def mmf(tmp_path) -> Path:
+    folder = tmp_path / "mmf"
+    shutil.copytree(MMF, folder)
+    return folder
+
+
+@pytest.fixture()
+def neomaril(tmp_path) -> Path:
+    folder = tmp_path / "neo"
+    shutil.copytree(NEOMARIL, folder)
+    return folder
+
+
+def edit_yaml(path: Path, change) -> None:
+    document = yaml.safe_load(path.read_text())
+    change(document)
+    path.write_text(yaml.safe_dump(document, allow_unicode=True))
+
+
+def test_examples_read_as_specs():
+    spec = read_descriptor(MMF)
+    assert [(t.name, t.task_type) for t in spec.targets] == [
+        ("Scoring", "JsonToJson"), ("Batch scoring", "FileToFile"), ("Retraining", "FileToArtifact")]
+    assert spec.targets[2].updates == ("model",)
+    assert spec.artifacts == (("Model", "model"),)
+    neo = read_descriptor(NEOMARIL)
+    assert (neo.flavor, neo.targets[0].convention, neo.sample["income"]) == ("neomaril", "neomaril", 4200)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d.pop("targets"), r"mmf\.yml: targets: required, a non-empty list"),
+    (lambda d: d["targets"][0].update(taskType="JsonToXml"),
+     r"mmf\.yml: targets\[0\]: taskType: 'JsonToXml' is not one of JsonToJson, FileToFile"),
+    (lambda d: d["targets"][1].update(path="score_file"),
+     r"targets\[1\]: path: 'score_file' is not 'module.function'"),
+    (lambda d: d["artifacts"][0].update(path="weights.bin"),
+     r"mmf\.yml: artifacts\[0\]: path: 'weights.bin' does not exist"),
+    (lambda d: d["artifacts"][0].update(path="../../etc/passwd"),
+     r"artifacts\[0\]: path: '../../etc/passwd' points outside"),
+    (lambda d: d["targets"][2]["taskOptions"].update(artifacts=["tokenizer"]),
+     r"targets\[2\]: taskOptions.artifacts: 'tokenizer' is not an artifact"),
+    (lambda d: d["targets"][1].update(name="Scoring"), r"targets\[1\]: name: 'Scoring' repeats"),
+])
+def test_mmf_descriptor_errors_name_file_field_and_expectation(mmf, change, expected):
+    edit_yaml(mmf / "mmf.yml", change)
+    with pytest.raises(DescriptorError, match=expected):
+        import_folder(mmf)
+
+
+def test_target_that_does_not_import(mmf):
+    edit_yaml(mmf / "mmf.yml", lambda d: d["targets"][0].update(path="main.predict"))
+    with pytest.raises(DescriptorError, match=r"mmf\.yml: main\.predict: main has no function 'predict'"):
+        import_folder(mmf)
+    edit_yaml(mmf / "mmf.yml", lambda d: d["targets"][0].update(path="missing.score"))
+    with pytest.raises(DescriptorError, match=r"missing\.score: importing missing failed: ModuleNotFound"):
+        import_folder(mmf)
+
+
+def test_json_target_needs_a_sample(mmf):
+    (mmf / "example.json").unlink()
+    with pytest.raises(DescriptorError, match=r"needs a JSON sample input: add example.json or schema.json"):
+        import_folder(mmf)
+
+
+def test_sample_run_failure_refuses_the_import(mmf):
+    (mmf / "example.json").write_text('{"distance_km": 4.0}')
+    with pytest.raises(DescriptorError, match=r"target 'Scoring' \(main.score\) failed on example.json"):
+        import_folder(mmf)
+
+
+def test_non_json_answer_refuses_the_import(neomaril):
+    (neomaril / "app.py").write_text("def score(data, base_path):\n    return {'ids': {1, 2}}\n")
+    with pytest.raises(DescriptorError, match=r"returned dict, which is not JSON-serialisable"):
+        import_folder(neomaril)
+
+
+def test_numpy_answers_are_converted(neomaril):
+    spec, _ = import_folder(neomaril)  # app.py returns numpy int64 / float64
+    assert spec.name == "neo"
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d.update(operation="Batch"), r"neomaril\.yml: operation: 'Batch' is not one of Sync, Async"),
+    (lambda d: d.pop("schema"), r"schema \(required for operation Sync\) needs a JSON sample"),
+    (lambda d: d.update(source="score.py"), r"neomaril\.yml: source: 'score.py' does not exist"),
+    (lambda d: d.update(extra_files=["utils.py"]), r"extra_files\[0\]: 'utils.py' does not exist"),
+])
+def test_neomaril_descriptor_errors(neomaril, change, expected):
+    edit_yaml(neomaril / "neomaril.yml", change)
+    with pytest.raises(DescriptorError, match=expected):
+        import_folder(neomaril)
+
+
+def test_requirements_travel_with_the_model(neomaril):
+    (neomaril / "requirements.txt").write_text("numpy\nscipy>=1.0  # comment\n")
+    spec, _ = import_folder(neomaril)
+    requirements = spec.pip_requirements()
+    assert "scipy>=1.0" in requirements
+    assert [r for r in requirements if r.startswith("numpy")] == [
+        r for r in requirements if re.fullmatch(r"numpy==[\d.]+", r)]
+
+
+# ---------------------------------------------------------------- through the stack
+
+
+ASYNC_APP = '''
+import os
+
+def score(data_path, model_path):
+    with open(model_path + "/factor.txt") as f:
+        factor = float(f.read())
+    name = os.environ["inputFileName"]
+    rows = open(os.path.join(data_path, name)).read().split()
+    output = os.path.join(data_path, "output.csv")
+    with open(output, "w") as f:
+        f.write("value,scaled\\n" + "".join(f"{r},{float(r) * factor}\\n" for r in rows[1:]))
+    return output
+'''
+
+
+@pytest.fixture(scope="module")
+def imported(served, tmp_path_factory):
+    async_folder = tmp_path_factory.mktemp("neomaril_async")
+    (async_folder / "app.py").write_text(textwrap.dedent(ASYNC_APP))
+    (async_folder / "factor.txt").write_text("2.5")
+    (async_folder / "neomaril.yml").write_text(
+        "name: scaler\nsource: app.py\nentrypoint: score\noperation: Async\nmodel_file: factor.txt\n")
+    for folder in (MMF, NEOMARIL):
+        served.cli("import", str(folder))
+    output = served.cli("import", str(async_folder), "--name", "scaler_async").stdout
+    assert "mlplatform run scaler_async 'score' <file>" in output
+    served.cli("deploy")
+    return served
+
+
+@pytest.fixture(scope="module")
+def server(imported):
+    with MLServerClient(imported.mlserver_url) as client:
+        yield client
+
+
+def test_imported_json_targets_are_served(server):
+    assert server.predict("mmf_delivery", {"distance_km": 4.0, "items": 3}) == {"minutes": 28.4}
+    answer = server.predict("neomaril_credit", {"income": 4200, "debt": 1300, "age": 37,
+                                                "late_payments": 1})
+    assert answer["pred"] in (0, 1) and 0 < answer["proba"] < 1
+
+
+def test_target_is_chosen_by_request_parameter(server):
+    body = json_request({"distance_km": 1, "items": 1}, "mmf_delivery")
+    body["parameters"] = {"target": "Batch scoring"}
+    with pytest.raises(InferenceServerError, match="is FileToFile; expected JsonToJson"):
+        server.infer("mmf_delivery", body)
+    body["parameters"] = {"target": "Scoring"}
+    assert server.infer("mmf_delivery", body)["outputs"][0]["data"] == ['{"minutes": 16.3}']
+
+
+def test_errors_in_imported_code_are_400_with_the_reason(server):
+    with pytest.raises(InferenceServerError) as raised:
+        server.predict("neomaril_credit", {"income": 1})
+    assert raised.value.status_code == 400
+    assert "missing field(s): debt, age, late_payments" in raised.value.message
+
+
+def test_run_file_to_file(imported, tmp_path):
+    output = imported.cli("run", "mmf_delivery", "Batch scoring", str(MMF / "orders.csv"),
+                          "--output", str(tmp_path)).stdout
+    assert f"wrote {tmp_path / 'orders_scored.csv'}" in output
+    rows = list(csv.DictReader((tmp_path / "orders_scored.csv").open()))
+    assert [r["order_id"] for r in rows] == ["A1", "A2", "A3", "A4", "A5"]
+    assert rows[0]["minutes"] == "19.8"
+
+
+def test_run_neomaril_async(imported, tmp_path):
+    data = tmp_path / "values.csv"
+    data.write_text("value\n1\n2\n")
+    imported.cli("run", "scaler_async", "score", str(data), "--output", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "output.csv").read_text() == "value,scaled\n1,2.5\n2,5.0\n"
+
+
+def test_run_json_target_on_a_file(imported, tmp_path):
+    data = tmp_path / "order.json"
+    data.write_text(json.dumps({"distance_km": 2, "items": 1}))
+    assert json.loads(imported.cli("run", "mmf_delivery", "Scoring", str(data)).stdout) == {
+        "minutes": 19.8}
+
+
+def test_run_with_an_unknown_target_is_a_clear_error(imported):
+    result = imported.cli("run", "mmf_delivery", "Nope", str(MMF / "orders.csv"), check=False)
+    assert result.returncode == 1 and "no target 'Nope'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_retraining_registers_updated_artifacts(imported, server, registry_client):
+    before = registry_client.get_model_version_by_alias("mmf_delivery", "champion").version
+    output = imported.cli("run", "mmf_delivery", "Retraining", str(MMF / "retrain.csv")).stdout
+    after = registry_client.get_model_version_by_alias("mmf_delivery", "champion").version
+    assert int(after) == int(before) + 1 and f"models:/mmf_delivery/{after}" in output
+    imported.cli("deploy")
+    retrained = server.predict("mmf_delivery", {"distance_km": 4.0, "items": 3})["minutes"]
+    assert retrained != 28.4 and 25 < retrained < 40  # the new coefficients, near 8 + 4.5 d + 1.2 i
+
+
+@pytest.fixture(scope="module")
+def registry_client(imported):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=imported.mlflow_url)
