@@ -15,11 +15,14 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## demo: start MLflow + MLServer, register and serve echo and fraud, query them. Leaves the stack running.
+EXAMPLES := examples/mmf_delivery examples/neomaril_credit
+
+## demo: start MLflow + MLServer, register every model and example, serve them, query them.
+## Leaves the stack running.
 demo: $(STAMP)
 	$(BIN)/mlplatform up
-	$(BIN)/mlplatform register echo
-	$(BIN)/mlplatform register fraud
+	$(BIN)/mlplatform register --all
+	@for folder in $(EXAMPLES); do $(BIN)/mlplatform import $$folder || exit 1; done
 	$(BIN)/mlplatform deploy
 	$(BIN)/python -m scripts.demo
 
@@ -35,9 +38,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/flake8 .
 
-## bench: MLServer parallel_workers 0 vs 1, side by side (results go to docs/benchmarks.md).
+## bench: the benchmarks, each measured side by side in one run (results go to docs/benchmarks.md).
 bench: $(STAMP)
 	$(BIN)/python bench/bench_parallel_workers.py
+	$(BIN)/python bench/bench_onnx_vs_sklearn.py
 
 clean: down
 	rm -rf .mlplatform mlserver-config

@@ -196,27 +196,34 @@ def _registration_options(func: Callable) -> Callable:
 
 
 @main.command()
-@click.argument("model")
+@click.argument("models", nargs=-1, metavar="MODEL...")
+@click.option("--all", "every", is_flag=True, help="Every model of `mlplatform models`.")
 @_registration_options
 @click.pass_context
 @_friendly_errors
-def register(ctx: click.Context, model: str, alias: Optional[str], experiment: Optional[str],
-             force: bool, tracking_uri: Optional[str]) -> None:
-    """Train MODEL if needed, log it to MLflow, register a version, set the alias.
+def register(ctx: click.Context, models, every: bool, alias: Optional[str],
+             experiment: Optional[str], force: bool, tracking_uri: Optional[str]) -> None:
+    """Train each MODEL if needed, log it to MLflow, register a version, set the alias.
 
     Skips training when the alias already points at a version built from the
     same code and library versions (use --force to retrain anyway).
     """
-    from pyfunc_models.catalog import get_model_spec
+    from pyfunc_models.catalog import get_model_spec, model_specs
 
     from .stack import StackError
 
     settings = _settings(ctx, alias=alias)
-    try:
-        spec = get_model_spec(model)
-    except KeyError as exc:
-        raise StackError(exc.args[0]) from None
-    _register_and_report(settings, spec, tracking_uri, experiment, force)
+    if every:
+        specs = model_specs()
+    elif not models:
+        raise StackError("name the model(s) to register, or pass --all (see `mlplatform models`)")
+    else:
+        try:
+            specs = [get_model_spec(model) for model in models]
+        except KeyError as exc:
+            raise StackError(exc.args[0]) from None
+    for spec in specs:
+        _register_and_report(settings, spec, tracking_uri, experiment, force)
 
 
 @main.command("import")
