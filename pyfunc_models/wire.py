@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List
 
 BYTES = "BYTES"
 OUTPUT_NAME = "output"
@@ -114,32 +114,33 @@ def _text(item: Any, where: str, index: int) -> str:
     )
 
 
-def decode_json_tensor(name: str, datatype: str, data: Any) -> List[Any]:
-    """Parse every element of a BYTES tensor as a JSON document."""
+def _decode_elements(name: str, datatype: str, data: Any, holding: str,
+                     decode: Callable[[str], Any]) -> List[Any]:
+    """Apply ``decode`` to every string of a BYTES tensor; errors name the element."""
     where = f"tensor {name!r}"
     if datatype != BYTES:
-        raise WireFormatError(f"{where}: datatype is {datatype}, expected {BYTES} holding JSON")
-    documents = []
+        raise WireFormatError(f"{where}: datatype is {datatype}, expected {BYTES} holding {holding}")
+    decoded = []
     for index, text in enumerate(tensor_strings(data, where)):
         try:
-            documents.append(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise WireFormatError(f"{where}: element {index} is not valid JSON ({exc})") from exc
-    return documents
+            decoded.append(decode(text))
+        except (ValueError, binascii.Error) as exc:  # JSONDecodeError is a ValueError
+            raise WireFormatError(f"{where}: element {index} is not valid {holding} ({exc})") from exc
+    return decoded
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+def decode_json_tensor(name: str, datatype: str, data: Any) -> List[Any]:
+    """Parse every element of a BYTES tensor as a JSON document."""
+    return _decode_elements(name, datatype, data, "JSON", json.loads)
 
 
 def decode_base64_tensor(name: str, datatype: str, data: Any) -> List[bytes]:
     """Decode every element of a BYTES tensor sent with the ``base64`` content type."""
-    where = f"tensor {name!r}"
-    if datatype != BYTES:
-        raise WireFormatError(f"{where}: datatype is {datatype}, expected {BYTES} holding base64")
-    decoded = []
-    for index, text in enumerate(tensor_strings(data, where)):
-        try:
-            decoded.append(base64.b64decode(text, validate=True))
-        except (binascii.Error, ValueError) as exc:
-            raise WireFormatError(f"{where}: element {index} is not valid base64") from exc
-    return decoded
+    return _decode_elements(name, datatype, data, "base64", _b64)
 
 
 def decode_json_response(body: Dict[str, Any]) -> Any:
@@ -153,11 +154,7 @@ def decode_base64_response(body: Dict[str, Any]) -> Any:
     """The base64 text of a binary answer (e.g. a PNG), one string or a list for a batch."""
     name, datatype, data = _answer_tensor(body)
     strings = tensor_strings(data, f"tensor {name!r}")
-    for text in strings:
-        try:
-            base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise WireFormatError(f"tensor {name!r} does not hold base64 data") from exc
+    _decode_elements(name, datatype, strings, "base64", _b64)  # validates each element
     return strings[0] if len(strings) == 1 else strings
 
 

@@ -70,18 +70,23 @@ def main(ctx: click.Context, state_dir: Optional[Path]) -> None:
 # ---------------------------------------------------------------- stack
 
 
-def _mlserver_options(func: Callable) -> Callable:
-    """The MLServer flags shared by `up` and `mlserver-config`."""
-    for option in reversed([
-        click.option("--host", help="Interface to bind [127.0.0.1; 0.0.0.0 for other machines]."),
-        click.option("--mlserver-http-port", type=int, help="MLServer HTTP port [8000]."),
-        click.option("--mlserver-grpc-port", type=int, help="MLServer gRPC port [8001]."),
-        click.option("--mlserver-metrics-port", type=int, help="MLServer metrics port [8002]."),
-        click.option("--parallel-workers", type=int,
-                     help="MLServer inference worker processes [0; see docs/benchmarks.md]."),
-    ]):
-        func = option(func)
-    return func
+def _options(*options: Callable) -> Callable[[Callable], Callable]:
+    """Several click options as one decorator, in the order given."""
+    def apply(func: Callable) -> Callable:
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return apply
+
+
+_mlserver_options = _options(  # shared by `up` and `mlserver-config`
+    click.option("--host", help="Interface to bind [127.0.0.1; 0.0.0.0 for other machines]."),
+    click.option("--mlserver-http-port", type=int, help="MLServer HTTP port [8000]."),
+    click.option("--mlserver-grpc-port", type=int, help="MLServer gRPC port [8001]."),
+    click.option("--mlserver-metrics-port", type=int, help="MLServer metrics port [8002]."),
+    click.option("--parallel-workers", type=int,
+                 help="MLServer inference worker processes [0; see docs/benchmarks.md]."),
+)
 
 
 @main.command()
@@ -182,17 +187,13 @@ def list_models() -> None:
         click.echo(f"{spec.name:<12} {spec.description}")
 
 
-def _registration_options(func: Callable) -> Callable:
-    for option in reversed([
-        click.option("--alias", help="Alias to point at the new version [champion]."),
-        click.option("--experiment", help="MLflow experiment [the model's name]."),
-        click.option("--force", is_flag=True,
-                     help="Register a new version even if nothing changed."),
-        click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
-                     help="MLflow tracking server [the running stack's]."),
-    ]):
-        func = option(func)
-    return func
+_registration_options = _options(  # shared by `register` and `import`
+    click.option("--alias", help="Alias to point at the new version [champion]."),
+    click.option("--experiment", help="MLflow experiment [the model's name]."),
+    click.option("--force", is_flag=True, help="Register a new version even if nothing changed."),
+    click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+                 help="MLflow tracking server [the running stack's]."),
+)
 
 
 @main.command()
