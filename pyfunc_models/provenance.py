@@ -26,7 +26,7 @@ class ProvenanceError(LookupError):
 
 def model_provenance(tracking_uri: str, name: str, alias: Optional[str] = None,
                      version: Optional[str] = None) -> Dict[str, Any]:
-    """Registry facts and the ONNX ``metadata_props`` of one registered version."""
+    """Registry facts and the ONNX ``metadata_props`` (None if not an ONNX model)."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         found = (client.get_model_version(name, version) if version
@@ -44,7 +44,10 @@ def model_provenance(tracking_uri: str, name: str, alias: Optional[str] = None,
         "experiment_name": experiment,
         "source": found.source,
     }
-    onnx = onnx_metadata(tracking_uri, found.name, str(found.version))
+    try:
+        onnx: Optional[Dict[str, str]] = onnx_metadata(tracking_uri, found.name, str(found.version))
+    except ProvenanceError:
+        onnx = None  # not an ONNX model: registry facts only
     return {"registry": registry, "onnx": onnx}
 
 

@@ -111,9 +111,10 @@ def register(
     with tempfile.TemporaryDirectory(prefix=f"mlplatform-{spec.name}-") as workdir:
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}-train") as run:
             context = BuildContext(Path(workdir), spec.name, experiment or spec.name, run.info.run_id)
-            model_uri, model_id, bundle_metrics = _log(spec, context, fingerprint)
+            model_uri, model_id, bundle_metrics, formats = _log(spec, context, fingerprint)
+        tags = {FINGERPRINT_TAG: fingerprint, **formats}
         version = _create_version(client, spec.name, model_uri, run.info.run_id, model_id,
-                                  fingerprint, alias)
+                                  tags, alias)
     return Registration(
         spec.name, version.version, alias, run.info.run_id,
         artifact_location(client, version), trained=True, metrics=bundle_metrics,
@@ -150,17 +151,20 @@ def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
     )
     if info.signature is not None:  # would make MLServer reject the codec's wire format
         raise RegistrationError(f"{spec.name}: MLflow attached a signature ({info.signature})")
-    return info.model_uri, info.model_id, bundle.metrics
+    # What a V2 client must send and expect; the gateway reads these tags.
+    formats = {"mlplatform.input_format": bundle.python_model.input_format,
+               "mlplatform.output_format": bundle.python_model.output_format}
+    return info.model_uri, info.model_id, bundle.metrics, formats
 
 
 def _create_version(client: MlflowClient, name: str, model_uri: str, run_id: str,
-                    model_id: str, fingerprint: str, alias: str) -> ModelVersion:
+                    model_id: str, tags: Dict[str, str], alias: str) -> ModelVersion:
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name)
     version = client.create_model_version(
-        name, model_uri, run_id=run_id, tags={FINGERPRINT_TAG: fingerprint}, model_id=model_id,
+        name, model_uri, run_id=run_id, tags=tags, model_id=model_id,
     )
     try:
         client.set_registered_model_alias(name, alias, version.version)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Callable, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List, Sequence
 
 BYTES = "BYTES"
 OUTPUT_NAME = "output"
@@ -64,17 +64,29 @@ def json_request(data: Any, input_name: str) -> Dict[str, Any]:
 
 def image_request(image: bytes, input_name: str) -> Dict[str, Any]:
     """The V2 request body for one image: a BYTES input with the ``base64`` content type."""
+    return images_request([image], input_name)
+
+
+def images_request(images: Sequence[bytes], input_name: str) -> Dict[str, Any]:
+    """Several images in one request; the model answers each, in order."""
     return {
         "inputs": [
             {
                 "name": input_name,
-                "shape": [1],
+                "shape": [len(images)],
                 "datatype": BYTES,
                 "parameters": {"content_type": BASE64},
-                "data": [base64.b64encode(image).decode("ascii")],
+                "data": [base64.b64encode(image).decode("ascii") for image in images],
             }
         ]
     }
+
+
+def documents_request(documents: Sequence[Any], input_name: str) -> Dict[str, Any]:
+    """Several JSON documents in one standard V2 request (shape ``[n]``), one answer each."""
+    texts = [to_json(document) for document in documents]
+    return {"inputs": [{"name": input_name, "shape": [len(texts)], "datatype": BYTES,
+                        "data": texts}]}
 
 
 def tensor_strings(data: Any, where: str) -> List[str]:

@@ -92,6 +92,7 @@ _mlserver_options = _options(  # shared by `up` and `mlserver-config`
 @main.command()
 @_mlserver_options
 @click.option("--mlflow-port", type=int, help="MLflow tracking server port [5000].")
+@click.option("--gateway-port", type=int, help="REST gateway port [8080].")
 @click.option("--s3-endpoint-url", help="S3 endpoint (MinIO) for artifacts; default: local folder.")
 @click.option("--s3-bucket", help="Bucket for artifacts [mlplatform].")
 @click.pass_context
@@ -103,7 +104,9 @@ def up(ctx: click.Context, **flags: Any) -> None:
     settings = _settings(ctx, **flags)
     state = start_stack(settings, report=click.echo)
     mlflow, mlserver = state.components["mlflow"], state.components["mlserver"]
+    gateway = state.components["gateway"]
     click.echo(f"\nMLflow UI:        {mlflow.url}\nMLServer V2 docs: {mlserver.url}/v2/docs\n"
+               f"Gateway:          {gateway.url} (API docs {gateway.url}/docs)\n"
                f"State and logs:   {settings.state_path}")
 
 
@@ -134,7 +137,7 @@ def status(ctx: click.Context) -> None:
 
 @main.command()
 @click.argument("component", required=False,
-                type=click.Choice(["mlflow", "mlserver", "minio"]))
+                type=click.Choice(["mlflow", "mlserver", "gateway", "minio"]))
 @click.option("-n", "--lines", default=40, show_default=True, help="Lines to show from the end.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 @click.pass_context
@@ -145,7 +148,7 @@ def logs(ctx: click.Context, component: Optional[str], lines: int, follow: bool)
     from .stack import StackError
 
     folder = _settings(ctx).state_path / "logs"
-    names = [component] if component else ["minio", "mlflow", "mlserver"]
+    names = [component] if component else ["minio", "mlflow", "mlserver", "gateway"]
     paths = [folder / f"{name}.log" for name in names if (folder / f"{name}.log").exists()]
     if not paths:
         raise StackError(f"no logs in {folder}; has `mlplatform up` run with this state folder?")
@@ -410,6 +413,10 @@ def metadata(ctx: click.Context, model: str, as_json: bool, tracking_uri: Option
                                  alias=reference.alias, version=reference.version)
     except ProvenanceError as exc:
         raise StackError(str(exc)) from None
+    if found["onnx"] is None:
+        version = found["registry"]["version"]
+        raise StackError(f"{reference.name}/{version} has no ONNX file (artifacts/model.onnx); "
+                         "only ONNX models carry training metadata")
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return

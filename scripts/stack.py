@@ -32,9 +32,11 @@ from .s3 import ensure_bucket
 from .settings import PlatformSettings
 
 STATE_FILE = "state.json"
-LABELS = {"minio": "MinIO", "mlflow": "MLflow tracking server", "mlserver": "MLServer"}
-HEALTH_PATHS = {"minio": "/minio/health/live", "mlflow": "/health", "mlserver": "/v2/health/live"}
-STOP_ORDER = ("mlserver", "mlflow", "minio")
+LABELS = {"minio": "MinIO", "mlflow": "MLflow tracking server", "mlserver": "MLServer",
+          "gateway": "gateway"}
+HEALTH_PATHS = {"minio": "/minio/health/live", "mlflow": "/health", "mlserver": "/v2/health/live",
+                "gateway": "/health"}
+STOP_ORDER = ("gateway", "mlserver", "mlflow", "minio")
 
 Report = Callable[[str], None]
 
@@ -127,6 +129,9 @@ def up(settings: PlatformSettings, report: Report = print) -> StackState:
         if not _reuse(state, "mlserver", report):
             _start_mlserver(settings, state, report)
             started.append("mlserver")
+        if not _reuse(state, "gateway", report):
+            _start_gateway(settings, state, report)
+            started.append("gateway")
     except BaseException:
         for name in reversed(started):
             state.components.pop(name).stop()
@@ -198,6 +203,24 @@ def _start_mlserver(settings: PlatformSettings, state: StackState, report: Repor
     report(f"MLServer started at {url} (V2 docs at {url}/v2/docs)")
 
 
+def _start_gateway(settings: PlatformSettings, state: StackState, report: Report) -> None:
+    require_free_ports(settings.host, {"HTTP": settings.gateway_port}, "gateway")
+    url = settings.url(settings.gateway_port)
+    env = settings.child_environment(
+        MLPLATFORM_GATEWAY_MLSERVER_URL=state.components["mlserver"].url,
+        MLPLATFORM_GATEWAY_TRACKING_URI=state.components["mlflow"].url,
+    )
+    command = [sys.executable, "-m", "uvicorn", "gateway.app:app", "--host", settings.host,
+               "--port", str(settings.gateway_port), "--no-server-header"]
+    process = spawn("gateway", command, log=settings.state_path / "logs" / "gateway.log", env=env,
+                    cwd=settings.state_path, url=url, ports={"http": settings.gateway_port})
+    state.components["gateway"] = process
+    state.save()
+    wait_until(lambda: http_ok(url + HEALTH_PATHS["gateway"]), process,
+               timeout=settings.startup_timeout, what="healthy")
+    report(f"gateway started at {url} (API docs at {url}/docs)")
+
+
 def server_options(settings: PlatformSettings, *, managed: bool = True) -> ServerOptions:
     """MLServer's settings from ours.  The managed stack loads models through the
     repository API (one failing model cannot stop the server); a config for a
@@ -243,7 +266,7 @@ class ComponentStatus:
 def status(settings: PlatformSettings) -> List[ComponentStatus]:
     state = StackState(settings.state_path)
     rows = []
-    for name in ("minio", "mlflow", "mlserver"):
+    for name in ("minio", "mlflow", "mlserver", "gateway"):
         process = state.components.get(name)
         if process is None:
             if name != "minio":

@@ -60,6 +60,10 @@ class Stack:
         return f"http://127.0.0.1:{self.env['MLPLATFORM_MLFLOW_PORT']}"
 
     @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['MLPLATFORM_GATEWAY_PORT']}"
+
+    @property
     def mlserver_url(self) -> str:
         return f"http://127.0.0.1:{self.env['MLPLATFORM_MLSERVER_HTTP_PORT']}"
 
@@ -113,12 +117,14 @@ def s3_server(tmp_path_factory):
 def stack_environment(state_dir: Path, s3: S3Server = None) -> Dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("MLPLATFORM_", "MLFLOW_", "AWS_"))}
+    env["MLPLATFORM_GATEWAY_TIMEOUT"] = "20"
     env.update({
         "MLPLATFORM_STATE_DIR": str(state_dir),
         "MLPLATFORM_MLFLOW_PORT": str(free_port()),
         "MLPLATFORM_MLSERVER_HTTP_PORT": str(free_port()),
         "MLPLATFORM_MLSERVER_GRPC_PORT": str(free_port()),
         "MLPLATFORM_MLSERVER_METRICS_PORT": str(free_port()),
+        "MLPLATFORM_GATEWAY_PORT": str(free_port()),
     })
     if s3 is not None:
         env.update({

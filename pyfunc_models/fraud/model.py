@@ -48,6 +48,14 @@ class TransactionClassifier(JsonCodecModel):
         model.predict_proba, model.config = _frame_input(pipeline.predict_proba), dict(config)
         return model
 
+    def score_documents(self, documents: List[Any], params: Dict[str, Any]) -> List[Any]:
+        """Many one-transaction documents (a batch, or MLServer's adaptive batching) are
+        scored in one vectorised call; anything else document by document."""
+        if len(documents) > 1 and all(isinstance(d, dict) for d in documents):
+            columns, _ = transactions_to_columns(documents)
+            return [self.answer(row) for row in np.asarray(self.predict_proba(columns))]
+        return super().score_documents(documents, params)
+
     def score(self, data: Any) -> Any:
         columns, single = transactions_to_columns(data)
         answers = [self.answer(row) for row in np.asarray(self.predict_proba(columns))]

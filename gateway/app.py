@@ -1,0 +1,372 @@
+"""The gateway app: plain REST routes mapped onto V2 ``/v2/models/<name>/infer``.
+
+Run it with ``mlplatform up`` (port 8080), or ``uvicorn gateway.app:app``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Dict, List, Optional, Tuple
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, ORJSONResponse
+from starlette.datastructures import UploadFile
+
+from pyfunc_models.wire import (
+    WireFormatError,
+    decode_base64_response,
+    decode_json_response,
+    documents_request,
+    image_request,
+    images_request,
+)
+
+from . import batch
+from .directory import ModelDirectory, ServedModel
+from .errors import BadRequest, ModelFailed, Unavailable, install
+from .evaluation import evaluate
+from .limits import BodySizeLimit
+from .settings import GatewaySettings
+from .upstream import V2Upstream
+
+PARAM_HEADER = "x-param-"
+MODEL_QUERY = Query(None, description="Any served model, as NAME or NAME@ALIAS "
+                                      "(default: the route's configured model).")
+
+
+def create_app(settings: Optional[GatewaySettings] = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.upstream = V2Upstream(settings.mlserver_url, settings.timeout)
+        app.state.directory = ModelDirectory(app.state.upstream, settings.tracking_uri,
+                                             settings.alias)
+        yield
+        await app.state.upstream.close()
+
+    app = FastAPI(title="mlplatform gateway", version="0.1.0", lifespan=lifespan,
+                  default_response_class=ORJSONResponse,
+                  description="Plain REST over the V2 (Open Inference) protocol. Errors: 400 "
+                              "bad request, 401 unauthorized, 403 the model failed, 413 too "
+                              "large, 503 model server unavailable.")
+    app.state.settings = settings
+    install(app)
+    app.add_middleware(BodySizeLimit, limit_bytes=settings.max_body_bytes)
+    _routes(app, settings)
+    return app
+
+
+def _routes(app: FastAPI, settings: GatewaySettings) -> None:
+    def directory(request: Request) -> ModelDirectory:
+        return request.app.state.directory
+
+    def upstream(request: Request) -> V2Upstream:
+        return request.app.state.upstream
+
+    @app.get("/health", tags=["service"], summary="The gateway process is up")
+    async def health() -> Dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["service"], summary="MLServer and the routes' models are ready")
+    async def ready(request: Request) -> JSONResponse:
+        server = upstream(request)
+        names = {settings.forward_model, settings.batch_model, settings.predict_model,
+                 settings.scenario_model}
+        names = sorted(n.partition("@")[0] for n in names)
+        checks = await asyncio.gather(server.ready(), *(server.ready(n) for n in names))
+        models = dict(zip(names, checks[1:]))
+        ok = checks[0] and all(models.values())
+        return JSONResponse({"ready": ok, "model_server": checks[0], "models": models},
+                            status_code=200 if ok else 503)
+
+    @app.get("/models", tags=["service"], summary="The models the gateway can reach")
+    async def models(request: Request) -> List[Dict[str, Any]]:
+        found = []
+        for name in await directory(request).served_names():
+            served = await directory(request).resolve(name)
+            found.append({"name": served.name, "version": served.version,
+                          "alias": served.alias, "input": served.input_format,
+                          "output": served.output_format})
+        return found
+
+    @app.post("/forward", tags=["inference"], summary="One input -> the model's answer",
+              openapi_extra=_forward_openapi())
+    async def forward(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
+        served = await directory(request).resolve(model or settings.forward_model)
+        if _is_multipart(request):
+            image = await _uploaded(request, "image")
+            if served.input_format != "base64":
+                raise BadRequest(f"model {served.name!r} takes JSON, not an image", field="image")
+            body = image_request(image, served.name)
+            parameters = {k[len(PARAM_HEADER):]: v for k, v in request.headers.items()
+                          if k.startswith(PARAM_HEADER)}
+            if parameters:
+                body["parameters"] = parameters
+        else:
+            data = await _json_body(request)
+            if served.input_format == "base64":
+                raise BadRequest(f"model {served.name!r} takes an image: send multipart/form-data "
+                                 "with the file in field 'image'", field="image")
+            body = documents_request([data], served.name)
+        answers = await _infer(upstream(request), served, body)
+        return _with_model(_shaped(served, answers[0]), served)
+
+    @app.post("/forward_batch", tags=["inference"], summary="Many inputs -> answers in input order",
+              openapi_extra=_batch_openapi())
+    async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
+        served = await directory(request).resolve(model or settings.batch_model)
+        rows, _ = await _batch(request, served, settings, label=None)
+        answers = await _infer(upstream(request), served, _rows_request(served, rows))
+        results = [{"row": i, **_ids(row), **_as_dict(_shaped(served, a))}
+                   for i, (row, a) in enumerate(zip(rows, answers))]
+        return _with_model({"model": served.name, "version": served.version,
+                            "rows": len(results), "results": results}, served)
+
+    @app.post("/evaluate", tags=["inference"], summary="/forward_batch plus metrics against labels",
+              openapi_extra=_batch_openapi(evaluate=True))
+    async def evaluate_route(request: Request, model: Optional[str] = MODEL_QUERY,
+                             label: Optional[str] = Query(None, description="Label column "
+                                                          "(default from settings: label)")) -> Any:
+        served = await directory(request).resolve(model or settings.batch_model)
+        rows, truth = await _batch(request, served, settings, label=label or settings.label_column)
+        answers = await _infer(upstream(request), served, _rows_request(served, rows))
+        report = evaluate(truth, answers)
+        results = [{"row": i, **_ids(row), "label": t, **_as_dict(_shaped(served, a))}
+                   for i, (row, t, a) in enumerate(zip(rows, truth, answers))]
+        return _with_model({"model": served.name, "version": served.version,
+                            "metrics": report, "results": results}, served)
+
+    @app.get("/metadata", tags=["models"], summary="Provenance of the served model")
+    async def metadata(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
+        served = await directory(request).resolve(model or settings.forward_model)
+        return await asyncio.to_thread(_metadata, settings.tracking_uri, served)
+
+    async def one_transaction(request: Request, reference: str) -> Any:
+        served = await directory(request).resolve(reference)
+        data = await _json_body(request)
+        if not isinstance(data, dict):
+            raise BadRequest("expected one transaction as a JSON object", field="body")
+        answers = await _infer(upstream(request), served, documents_request([data], served.name))
+        return _with_model(answers[0], served)
+
+    @app.post("/predict", tags=["fraud"], summary="Binary fraud on one transaction",
+              openapi_extra=_transaction_openapi())
+    async def predict(request: Request) -> Any:
+        return await one_transaction(request, settings.predict_model)
+
+    @app.post("/predict_scenario", tags=["fraud"], summary="Fraud scenario on one transaction",
+              openapi_extra=_transaction_openapi())
+    async def predict_scenario(request: Request) -> Any:
+        return await one_transaction(request, settings.scenario_model)
+
+
+# ---------------------------------------------------------------- requests to the model
+
+
+def _rows_request(served: ServedModel, rows: List[Any]) -> Dict[str, Any]:
+    if served.input_format == "base64":
+        return images_request([content for _, content in rows], served.name)
+    return documents_request(rows, served.name)
+
+
+async def _infer(server: V2Upstream, served: ServedModel, body: Dict[str, Any]) -> List[Any]:
+    """The answers, one per document sent (JSON values, or base64 text for image answers)."""
+    answer = await server.infer(served.name, body, served.version)
+    try:
+        if served.output_format == "base64":
+            decoded = decode_base64_response(answer)
+        else:
+            decoded = decode_json_response(answer)
+    except WireFormatError as exc:
+        raise ModelFailed(f"the model's answer is not in the expected format: {exc}") from exc
+    expected = body["inputs"][0]["shape"][0] if isinstance(body["inputs"][0]["data"], list) else 1
+    answers = decoded if expected > 1 else [decoded]
+    if len(answers) != expected:
+        raise ModelFailed(f"the model answered {len(answers)} items for {expected} inputs")
+    return answers
+
+
+def _shaped(served: ServedModel, answer: Any) -> Any:
+    if served.output_format == "base64":
+        return {"image": answer, "content_type": "image/png"}
+    return answer
+
+
+def _as_dict(answer: Any) -> Dict[str, Any]:
+    return answer if isinstance(answer, dict) else {"answer": answer}
+
+
+def _ids(row: Any) -> Dict[str, Any]:
+    """For images, the entry name; for table rows, an ``id`` column if there is one."""
+    if isinstance(row, tuple):
+        return {"file": row[0]}
+    if isinstance(row, dict) and "id" in row:
+        return {"id": row["id"]}
+    return {}
+
+
+def _with_model(payload: Any, served: ServedModel) -> JSONResponse:
+    headers = {"X-Model-Name": served.name}
+    if served.version:
+        headers["X-Model-Version"] = served.version
+    return ORJSONResponse(payload, headers=headers)
+
+
+# ---------------------------------------------------------------- reading requests
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        raise BadRequest("the body is empty; send JSON", field="body")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not JSON ({exc})", field="body") from exc
+
+
+async def _form(request: Request):
+    try:
+        return await request.form(max_part_size=request.app.state.settings.max_body_bytes)
+    except Exception as exc:  # malformed multipart
+        if getattr(exc, "status", None) == 413:
+            raise
+        raise BadRequest(f"unreadable multipart body ({exc})", field="body") from exc
+
+
+async def _uploaded(request: Request, field: str) -> bytes:
+    form = await _form(request)
+    upload = form.get(field)
+    if not isinstance(upload, UploadFile):
+        raise BadRequest(f"missing file field {field!r} in the multipart form", field=field)
+    return await upload.read()
+
+
+async def _batch(request: Request, served: ServedModel, settings: GatewaySettings,
+                 label: Optional[str]) -> Tuple[List[Any], List[Any]]:
+    """The rows to score (dicts, or (name, bytes) images) and, with ``label``, the truth."""
+    content_type = request.headers.get("content-type", "")
+    if _is_multipart(request):
+        form = await _form(request)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("missing file field 'file' in the multipart form", field="file")
+        data, filename = await upload.read(), upload.filename or "upload"
+    else:
+        data, filename = await request.body(), "body"
+    name = filename.lower()
+    if served.input_format == "base64":
+        if not (name.endswith(".zip") or "zip" in content_type or data[:2] == b"PK"):
+            raise BadRequest(f"model {served.name!r} takes images: upload a .zip", field="file")
+        archive = batch.read_zip(data, filename, settings.max_body_bytes * 4)
+        rows = archive.entries
+        if label is None:
+            return rows, []
+        missing = [n for n, _ in rows if n not in archive.labels]
+        if missing:
+            raise BadRequest(f"no label for {', '.join(missing[:5])}: add labels.csv (file,label) "
+                             "or put each image in a folder named after its class", field="file")
+        return rows, [archive.labels[n] for n, _ in rows]
+    if name.endswith(".csv") or "text/csv" in content_type:
+        rows = batch.records_of(batch.read_csv(data, filename))
+    else:
+        try:
+            rows = batch.json_records(orjson.loads(data))
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"{filename!r} is neither CSV nor a JSON list ({exc})",
+                             field="file") from exc
+    if label is None:
+        return rows, []
+    if not all(isinstance(r, dict) and label in r for r in rows):
+        raise BadRequest(f"every row needs the label column {label!r}", field="label")
+    truth = [r[label] for r in rows]
+    return [{k: v for k, v in r.items() if k != label} for r in rows], truth
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def _metadata(tracking_uri: str, served: ServedModel) -> Dict[str, Any]:
+    import json
+    import tempfile
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from pyfunc_models.provenance import ProvenanceError, model_provenance
+
+    if served.version is None:
+        raise Unavailable(f"the registry has no version for {served.name}@{served.alias}")
+    try:
+        found = model_provenance(tracking_uri, served.name, version=served.version)
+    except ProvenanceError as exc:
+        raise Unavailable(str(exc)) from exc
+    example = None
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    root = client.get_model_version_download_uri(served.name, served.version).rstrip("/")
+    with tempfile.TemporaryDirectory() as folder, contextlib.suppress(Exception):
+        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/input_example.json",
+                                                   dst_path=folder, tracking_uri=tracking_uri)
+        with open(path) as handle:
+            example = json.load(handle)
+    registry, onnx = found["registry"], found["onnx"] or {}
+    return {
+        "model_name": served.name,
+        "version": served.version,
+        "alias": served.alias,
+        "aliases": registry["aliases"],
+        "run_id": registry["run_id"],
+        "experiment_name": registry["experiment_name"],
+        "commit_hash": onnx.get("git_commit"),
+        "saved_at": onnx.get("saved_at"),
+        "input_example": example,
+        "onnx": found["onnx"],
+    }
+
+
+# ---------------------------------------------------------------- OpenAPI examples
+
+
+def _json_body_schema(examples: Dict[str, Any]) -> Dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {}, "examples": {k: {"value": v} for k, v in examples.items()}}}}}
+
+
+def _forward_openapi() -> Dict[str, Any]:
+    spec = _json_body_schema({"echo": {"a": 10}})
+    spec["requestBody"]["content"]["multipart/form-data"] = {"schema": {
+        "type": "object", "properties": {"image": {"type": "string", "format": "binary"}},
+        "required": ["image"]}}
+    return spec
+
+
+def _transaction_openapi() -> Dict[str, Any]:
+    from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+
+    return _json_body_schema({"transaction": EXAMPLE_TRANSACTION})
+
+
+def _batch_openapi(evaluate: bool = False) -> Dict[str, Any]:
+    from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+
+    row = {**EXAMPLE_TRANSACTION, **({"label": 1} if evaluate else {})}
+    spec = _json_body_schema({"transactions": [row, row]})
+    header = ",".join(row)
+    spec["requestBody"]["content"]["text/csv"] = {
+        "schema": {"type": "string"},
+        "example": header + "\n" + ",".join(str(v).lower() if isinstance(v, bool) else str(v)
+                                            for v in row.values())}
+    spec["requestBody"]["content"]["multipart/form-data"] = {"schema": {
+        "type": "object", "properties": {"file": {"type": "string", "format": "binary",
+                                                  "description": ".csv, .json or .zip of images"}},
+        "required": ["file"]}}
+    return spec
+
+
+app = create_app()

@@ -1,0 +1,107 @@
+"""Reading batch uploads: CSV tables, JSON lists, zips of images (with their labels).
+
+Every problem with an upload is the sender's: a 400 naming the file and what is
+wrong.  Zip entries with an absolute path or ``..`` are refused outright, and the
+unpacked size is bounded (a small zip can inflate to gigabytes).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, Dict, List, Optional
+
+import pandas as pd
+
+from .errors import BadRequest, TooLarge
+
+LABELS_FILE = "labels.csv"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def read_csv(data: bytes, filename: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype_backend="numpy_nullable")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"unreadable CSV {filename!r}: {str(exc).splitlines()[0]}",
+                         field="file") from exc
+    if frame.empty:
+        raise BadRequest(f"CSV {filename!r} has a header but no rows", field="file")
+    return frame
+
+
+def records_of(frame: pd.DataFrame) -> List[Dict[str, Any]]:
+    """Rows as JSON-ready dicts (missing cells become null, numbers stay numbers)."""
+    return [{k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
+             for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def json_records(value: Any) -> List[Any]:
+    if not isinstance(value, list) or not value:
+        raise BadRequest("expected a non-empty JSON list of objects", field="body")
+    return value
+
+
+@dataclass
+class ImageArchive:
+    entries: List[tuple] = field(default_factory=list)  # (name, bytes), in archive order
+    labels: Dict[str, str] = field(default_factory=dict)
+
+
+def read_zip(data: bytes, filename: str, max_unpacked: int) -> ImageArchive:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise BadRequest(f"unreadable zip {filename!r}: {exc}", field="file") from exc
+    result, labels_csv, total = ImageArchive(), None, 0
+    with archive:
+        for info in archive.infolist():
+            name = info.filename
+            if _unsafe(name):
+                raise BadRequest(f"zip entry {name!r} has an absolute path or '..'", field="file")
+            if info.is_dir() or _ignored(name):
+                continue
+            total += info.file_size
+            if total > max_unpacked:
+                raise TooLarge(f"zip {filename!r} unpacks to more than {max_unpacked} bytes",
+                               limit_bytes=max_unpacked)
+            try:
+                content = archive.read(info)
+            except (zipfile.BadZipFile, RuntimeError, OSError) as exc:
+                raise BadRequest(f"zip entry {name!r} cannot be read: {exc}", field="file") from exc
+            if PurePosixPath(name).name == LABELS_FILE and "/" not in name.strip("/"):
+                labels_csv = content
+            elif name.lower().endswith(IMAGE_SUFFIXES):
+                result.entries.append((name, content))
+    if not result.entries:
+        raise BadRequest(f"zip {filename!r} holds no .png/.jpg images", field="file")
+    result.labels = _labels(result.entries, labels_csv)
+    return result
+
+
+def _unsafe(name: str) -> bool:
+    return (name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) is not None
+            or ".." in PurePosixPath(name.replace("\\", "/")).parts)
+
+
+def _ignored(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts)
+
+
+def _labels(entries: List[tuple], labels_csv: Optional[bytes]) -> Dict[str, str]:
+    """``labels.csv`` (columns file,label) if present, else the folder-per-class layout."""
+    if labels_csv is not None:
+        try:
+            rows = list(csv.DictReader(io.StringIO(labels_csv.decode("utf-8-sig"))))
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"{LABELS_FILE} is not UTF-8 text", field="file") from exc
+        if not rows or not {"file", "label"} <= set(rows[0]):
+            raise BadRequest(f"{LABELS_FILE} needs the columns file,label", field="file")
+        return {row["file"]: row["label"] for row in rows}
+    if all("/" in name for name, _ in entries):
+        return {name: PurePosixPath(name).parent.name for name, _ in entries}
+    return {}

@@ -1,0 +1,87 @@
+"""The gateway's error contract (seed 003), the same on every route.
+
+* 400 ``bad request``: the request cannot be parsed or lacks what the route needs;
+* 401 ``unauthorized``: a write route without a valid bearer token;
+* 403 ``модель не смогла обработать данные``: the model was reached and failed;
+* 413 ``request too large``: the body is over the configured limit;
+* 503 ``model server unavailable``: MLServer unreachable, timing out or not serving;
+* anything unexpected: 500 ``internal error`` — logged here, no traceback sent.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+BAD_REQUEST = "bad request"
+MODEL_FAILED = "модель не смогла обработать данные"
+UNAVAILABLE = "model server unavailable"
+TOO_LARGE = "request too large"
+UNAUTHORIZED = "unauthorized"
+
+log = logging.getLogger("mlplatform.gateway")
+
+
+class GatewayError(Exception):
+    status = 500
+    message = "internal error"
+
+    def __init__(self, detail: str, **extra: Any):
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def body(self) -> Dict[str, Any]:
+        return {"message": self.message, "detail": self.detail, **self.extra}
+
+
+class BadRequest(GatewayError):
+    status, message = 400, BAD_REQUEST
+
+
+class Unauthorized(GatewayError):
+    status, message = 401, UNAUTHORIZED
+
+
+class ModelFailed(GatewayError):
+    """The model answered with an error; ``detail`` is its reason."""
+
+    status, message = 403, MODEL_FAILED
+
+    def body(self) -> Dict[str, Any]:
+        return {"message": self.message, "reason": self.detail, **self.extra}
+
+
+class NotFound(GatewayError):
+    status, message = 404, "not found"
+
+
+class TooLarge(GatewayError):
+    status, message = 413, TOO_LARGE
+
+
+class Unavailable(GatewayError):
+    status, message = 503, UNAVAILABLE
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error.get('loc', []))}: {error.get('msg')}"
+            for error in exc.errors())
+        return JSONResponse(BadRequest(problems or "invalid request").body(), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"message": "internal error", "detail": type(exc).__name__},
+                            status_code=500)

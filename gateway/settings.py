@@ -1,0 +1,26 @@
+"""Gateway settings (``MLPLATFORM_GATEWAY_*`` environment variables or ``.env``).
+
+Each route's model is ``name`` or ``name@alias`` (default alias ``champion``);
+``?model=`` on /forward, /forward_batch, /evaluate and /metadata picks any
+served model instead.
+"""
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLPLATFORM_GATEWAY_", env_file=".env",
+                                      extra="ignore")
+
+    mlserver_url: str = "http://127.0.0.1:8000"
+    tracking_uri: str = "http://127.0.0.1:5000"
+    timeout: float = 30.0                  # seconds for one call to MLServer
+    max_body_bytes: int = 128 * 1024 * 1024  # seed 000: RabbitMQ's 128 MB message limit
+    alias: str = "champion"
+
+    forward_model: str = "echo"
+    batch_model: str = "fraud"
+    predict_model: str = "fraud"
+    scenario_model: str = "fraud_scenario"
+    label_column: str = "label"            # ground truth column for /evaluate
