@@ -1,9 +1,12 @@
 """Python client for mlplatform models served over the V2 (Open Inference) protocol.
 
-Needs only ``requests``; importing it pulls in neither MLServer nor MLflow.
+``MLServerClient`` and the guide's functions need only ``requests``; the gateway
+clients (``client.gateway``) need ``httpx``.  Importing the package pulls in
+neither MLServer nor MLflow.
 """
 from pyfunc_models.wire import WireFormatError
 
+from .gateway import AsyncGatewayClient, GatewayClient
 from .mlserver import (
     InferenceServerError,
     MLServerClient,
@@ -14,6 +17,8 @@ from .mlserver import (
 )
 
 __all__ = [
+    "AsyncGatewayClient",
+    "GatewayClient",
     "InferenceServerError",
     "MLServerClient",
     "ServerUnreachable",

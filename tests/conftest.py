@@ -26,6 +26,7 @@ from scripts.processes import free_port
 
 BIN = Path(sys.executable).parent
 MLPLATFORM = str(BIN / "mlplatform")
+GATEWAY_BODY_LIMIT = 8_000_000  # small, so the 413 test sends little
 SERVED_MODELS = ("echo", "fraud", "fraud_sklearn", "fraud_scenario", "image_quantize", "digits")
 S3_KEY, S3_SECRET = "mlplatform-test-key", "mlplatform-test-secret"
 
@@ -118,6 +119,7 @@ def stack_environment(state_dir: Path, s3: S3Server = None) -> Dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("MLPLATFORM_", "MLFLOW_", "AWS_"))}
     env["MLPLATFORM_GATEWAY_TIMEOUT"] = "20"
+    env["MLPLATFORM_GATEWAY_MAX_BODY_BYTES"] = str(GATEWAY_BODY_LIMIT)
     env.update({
         "MLPLATFORM_STATE_DIR": str(state_dir),
         "MLPLATFORM_MLFLOW_PORT": str(free_port()),

@@ -1,0 +1,244 @@
+"""A typed client for the mlplatform gateway, sync (``GatewayClient``) and async
+(``AsyncGatewayClient``) with the same methods.
+
+Errors are typed by the gateway's contract, each carrying the status, the
+message and the detail (or the model's reason):
+
+    GatewayError
+      BadRequest (400)   Unauthorized (401)   ModelFailed (403)
+      PayloadTooLarge (413)   ServiceUnavailable (503)
+
+Large uploads stream from disk with a progress bar (tqdm) when ``progress=True``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, BinaryIO, Dict, Iterator, Optional, Union
+
+import httpx
+
+DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+FileLike = Union[str, os.PathLike, bytes, BinaryIO]
+
+
+class GatewayError(RuntimeError):
+    def __init__(self, status_code: int, body: Dict[str, Any], url: str):
+        self.status_code = status_code
+        self.body = body
+        self.message = str(body.get("message", ""))
+        self.detail = str(body.get("reason") or body.get("detail") or "")
+        self.url = url
+        super().__init__(f"{url} answered {status_code} {self.message}: {self.detail}")
+
+
+class BadRequest(GatewayError):
+    pass
+
+
+class Unauthorized(GatewayError):
+    pass
+
+
+class ModelFailed(GatewayError):
+    pass
+
+
+class PayloadTooLarge(GatewayError):
+    pass
+
+
+class ServiceUnavailable(GatewayError):
+    pass
+
+
+ERRORS = {400: BadRequest, 401: Unauthorized, 403: ModelFailed, 413: PayloadTooLarge,
+          503: ServiceUnavailable}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"message": response.reason_phrase, "detail": response.text[:500]}
+    if not isinstance(body, dict):
+        body = {"message": str(body)}
+    raise ERRORS.get(response.status_code, GatewayError)(response.status_code, body,
+                                                         str(response.request.url))
+
+
+def _file(upload: FileLike, name: Optional[str]):
+    """(filename, content) for httpx: bytes as they are, paths opened for streaming."""
+    if isinstance(upload, bytes):
+        return name or "upload", upload
+    if isinstance(upload, (str, os.PathLike)):
+        path = Path(upload)
+        return name or path.name, path.open("rb")
+    return name or getattr(upload, "name", "upload"), upload
+
+
+class _Progress:
+    """Wraps a file so reading it advances a tqdm bar (only for files on disk)."""
+
+    def __init__(self, handle: BinaryIO, total: int, label: str):
+        from tqdm import tqdm
+
+        self.handle, self.bar = handle, tqdm(total=total, unit="B", unit_scale=True, desc=label)
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        self.bar.update(len(chunk))
+        if not chunk:
+            self.bar.close()
+        return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(1 << 20):
+            yield chunk
+
+
+def _upload(upload: FileLike, name: Optional[str], progress: bool):
+    filename, content = _file(upload, name)
+    if progress and hasattr(content, "fileno"):
+        content = _Progress(content, os.fstat(content.fileno()).st_size, filename)
+    return {"file": (filename, content)}
+
+
+def _params(model: Optional[str], **extra: Any) -> Dict[str, Any]:
+    values = {"model": model, **extra}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class _Routes:
+    """The request each method makes; the sync and async twins only send them."""
+
+    @staticmethod
+    def forward(data: Any = None, image: Optional[FileLike] = None, model: Optional[str] = None,
+                parameters: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        if image is not None:
+            headers = {f"X-Param-{k}": str(v) for k, v in (parameters or {}).items()}
+            return dict(method="POST", url="/forward", params=_params(model),
+                        files={"image": _file(image, None)}, headers=headers)
+        return dict(method="POST", url="/forward", params=_params(model), json=data)
+
+    @staticmethod
+    def batch(route: str, data: Any = None, file: Optional[FileLike] = None,
+              model: Optional[str] = None, label: Optional[str] = None,
+              filename: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
+        params = _params(model, label=label)
+        if file is not None:
+            return dict(method="POST", url=route, params=params,
+                        files=_upload(file, filename, progress))
+        return dict(method="POST", url=route, params=params, json=data)
+
+
+class GatewayClient:
+    """>>> GatewayClient("http://127.0.0.1:8080").forward({"a": 10})
+    {'result': 20}"""
+
+    def __init__(self, base_url: str, *, token: Optional[str] = None,
+                 timeout: httpx.Timeout = DEFAULT_TIMEOUT):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
+
+    def __enter__(self) -> "GatewayClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, request: Dict[str, Any]) -> httpx.Response:
+        response = self._http.request(**request)
+        _raise_for(response)
+        return response
+
+    def forward(self, data: Any = None, *, image: Optional[FileLike] = None,
+                model: Optional[str] = None, parameters: Optional[Dict[str, str]] = None) -> Any:
+        """JSON in, the model's JSON answer out; or an image in (``{"image": base64}`` back
+        for image models)."""
+        return self._send(_Routes.forward(data, image, model, parameters)).json()
+
+    def forward_batch(self, data: Any = None, *, file: Optional[FileLike] = None,
+                      model: Optional[str] = None, filename: Optional[str] = None,
+                      progress: bool = False) -> Dict[str, Any]:
+        """A JSON list, or a .csv / .json / .zip file (path, bytes or open file)."""
+        return self._send(_Routes.batch("/forward_batch", data, file, model, None, filename,
+                                        progress)).json()
+
+    def evaluate(self, data: Any = None, *, file: Optional[FileLike] = None,
+                 model: Optional[str] = None, label: Optional[str] = None,
+                 filename: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
+        return self._send(_Routes.batch("/evaluate", data, file, model, label, filename,
+                                        progress)).json()
+
+    def metadata(self, model: Optional[str] = None) -> Dict[str, Any]:
+        return self._send(dict(method="GET", url="/metadata", params=_params(model))).json()
+
+    def predict(self, transaction: Dict[str, Any]) -> Dict[str, Any]:
+        return self._send(dict(method="POST", url="/predict", json=transaction)).json()
+
+    def predict_scenario(self, transaction: Dict[str, Any]) -> Dict[str, Any]:
+        return self._send(dict(method="POST", url="/predict_scenario", json=transaction)).json()
+
+    def ready(self) -> bool:
+        return self._http.get("/ready").status_code == 200
+
+
+class AsyncGatewayClient:
+    """The async twin of ``GatewayClient`` (same methods, awaitable)."""
+
+    def __init__(self, base_url: str, *, token: Optional[str] = None,
+                 timeout: httpx.Timeout = DEFAULT_TIMEOUT):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout,
+                                       headers=headers)
+
+    async def __aenter__(self) -> "AsyncGatewayClient":
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _send(self, request: Dict[str, Any]) -> httpx.Response:
+        response = await self._http.request(**request)
+        _raise_for(response)
+        return response
+
+    async def forward(self, data: Any = None, *, image: Optional[FileLike] = None,
+                      model: Optional[str] = None,
+                      parameters: Optional[Dict[str, str]] = None) -> Any:
+        return (await self._send(_Routes.forward(data, image, model, parameters))).json()
+
+    async def forward_batch(self, data: Any = None, *, file: Optional[FileLike] = None,
+                            model: Optional[str] = None,
+                            filename: Optional[str] = None) -> Dict[str, Any]:
+        return (await self._send(_Routes.batch("/forward_batch", data, file, model, None,
+                                               filename))).json()
+
+    async def evaluate(self, data: Any = None, *, file: Optional[FileLike] = None,
+                       model: Optional[str] = None, label: Optional[str] = None,
+                       filename: Optional[str] = None) -> Dict[str, Any]:
+        return (await self._send(_Routes.batch("/evaluate", data, file, model, label,
+                                               filename))).json()
+
+    async def metadata(self, model: Optional[str] = None) -> Dict[str, Any]:
+        return (await self._send(dict(method="GET", url="/metadata",
+                                      params=_params(model)))).json()
+
+    async def predict(self, transaction: Dict[str, Any]) -> Dict[str, Any]:
+        return (await self._send(dict(method="POST", url="/predict", json=transaction))).json()
+
+    async def predict_scenario(self, transaction: Dict[str, Any]) -> Dict[str, Any]:
+        return (await self._send(dict(method="POST", url="/predict_scenario",
+                                      json=transaction))).json()
+
+    async def ready(self) -> bool:
+        return (await self._http.get("/ready")).status_code == 200

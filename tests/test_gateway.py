@@ -1,0 +1,326 @@
+"""The gateway against a real stack: every route, every error code of the contract."""
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+
+import pandas as pd
+import pytest
+import requests
+from PIL import Image
+from sklearn.datasets import load_digits, load_sample_image
+
+from client.gateway import (
+    AsyncGatewayClient,
+    BadRequest,
+    GatewayClient,
+    ModelFailed,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+from pyfunc_models.fraud.data import generate_transactions
+from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURES
+from pyfunc_models.images.digits import digit_png
+from scripts.processes import free_port
+from tests.conftest import GATEWAY_BODY_LIMIT, stack_environment, stop, wait_for_http
+
+MODEL_FAILED = "модель не смогла обработать данные"
+
+
+@pytest.fixture(scope="module")
+def gateway(served):
+    with GatewayClient(served.gateway_url) as client:
+        yield client
+
+
+def png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def transactions_csv(rows: int, seed: int, label: str = None) -> bytes:
+    frame = generate_transactions(rows, seed=seed)
+    columns = list(FEATURES) + ([label] if label else [])
+    return frame[columns].to_csv(index=False).encode()
+
+
+# ---------------------------------------------------------------- routes
+
+
+def test_health_and_ready(served, gateway):
+    assert requests.get(served.gateway_url + "/health").json() == {"status": "ok"}
+    ready = requests.get(served.gateway_url + "/ready")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert gateway.ready()
+
+
+def test_forward_json_uses_the_configured_model(served, gateway):
+    assert gateway.forward({"a": 10}) == {"result": 20}
+    response = requests.post(served.gateway_url + "/forward", json={"a": 1})
+    assert response.headers["X-Model-Name"] == "echo" and response.headers["X-Model-Version"]
+
+
+def test_forward_any_model_with_query(gateway):
+    answer = gateway.forward(EXAMPLE_TRANSACTION, model="fraud_scenario")
+    assert answer["scenario"] == "account_takeover"
+    assert gateway.forward({"a": 2}, model="echo@champion") == {"result": 4}
+
+
+def test_forward_image_to_image_returns_base64_png(gateway):
+    photo = png(Image.fromarray(load_sample_image("flower.jpg")[:60, :80]), "JPEG")
+    answer = gateway.forward(image=photo, model="image_quantize")
+    assert answer["content_type"] == "image/png"
+    import base64
+
+    result = Image.open(io.BytesIO(base64.b64decode(answer["image"])))
+    assert result.size == (80, 60)
+
+
+def test_forward_image_to_json(gateway):
+    digits = load_digits()
+    answer = gateway.forward(image=digit_png(digits.data[5], scale=5), model="digits")
+    assert answer["digit"] == digits.target[5]
+
+
+def test_forward_batch_csv_keeps_order_with_row_ids(gateway):
+    data = transactions_csv(300, seed=21)
+    result = gateway.forward_batch(file=data, filename="tx.csv")
+    assert result["model"] == "fraud" and result["rows"] == 300
+    assert [r["row"] for r in result["results"]] == list(range(300))
+    expected = gateway.forward_batch(
+        pd.read_csv(io.BytesIO(data)).iloc[[7]].to_dict(orient="records"))["results"][0]
+    assert result["results"][7]["fraud_probability"] == expected["fraud_probability"]
+
+
+def test_forward_batch_json_list_and_id_column(gateway):
+    rows = [{**EXAMPLE_TRANSACTION, "id": "t-1"}, {**EXAMPLE_TRANSACTION, "id": "t-2"}]
+    result = gateway.forward_batch([{k: v for k, v in r.items() if k != "id"} for r in rows])
+    assert [r["row"] for r in result["results"]] == [0, 1]
+    echo = gateway.forward_batch([{"a": 1}, {"a": 5}], model="echo")
+    assert [r["result"] for r in echo["results"]] == [2, 10]
+
+
+def test_forward_batch_zip_of_images(gateway, tmp_path):
+    digits = load_digits()
+    archive = tmp_path / "digits.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for i in range(12):
+            zipped.writestr(f"img{i:02d}.png", digit_png(digits.data[i], scale=5))
+    result = gateway.forward_batch(file=archive, model="digits", progress=True)
+    assert [r["file"] for r in result["results"]] == [f"img{i:02d}.png" for i in range(12)]
+    assert sum(r["digit"] == digits.target[i] for i, r in enumerate(result["results"])) >= 10
+
+
+def test_evaluate_binary_csv(gateway):
+    report = gateway.evaluate(file=transactions_csv(2000, seed=8, label="fraud"),
+                              filename="tx.csv", label="fraud")
+    metrics = report["metrics"]
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"} <= set(metrics)
+    assert metrics["rows"] == 2000 and metrics["roc_auc"] > 0.8
+    assert sum(map(sum, metrics["confusion_matrix"])) == 2000
+
+
+def test_evaluate_multiclass_with_default_label_column(gateway):
+    frame = generate_transactions(1500, seed=9)
+    data = frame[list(FEATURES) + ["scenario"]].rename(columns={"scenario": "label"})
+    report = gateway.evaluate(file=data.to_csv(index=False).encode(), filename="s.csv",
+                              model="fraud_scenario")
+    metrics = report["metrics"]
+    assert set(metrics["per_class"]) == {"legit", "card_testing", "account_takeover", "stolen_card"}
+    assert 0.5 < metrics["macro_f1"] <= 1 and len(metrics["confusion_matrix"]) == 4
+
+
+@pytest.mark.parametrize("layout", ["folders", "labels.csv"])
+def test_evaluate_zip_of_images(gateway, layout):
+    digits = load_digits()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        lines = ["file,label"]
+        for i in range(20):
+            name = f"{digits.target[i]}/d{i}.png" if layout == "folders" else f"d{i}.png"
+            zipped.writestr(name, digit_png(digits.data[i], scale=5))
+            lines.append(f"{name},{digits.target[i]}")
+        if layout == "labels.csv":
+            zipped.writestr("labels.csv", "\n".join(lines))
+    report = gateway.evaluate(file=buffer.getvalue(), filename="d.zip", model="digits")
+    assert report["metrics"]["accuracy"] >= 0.8 and "per_class" in report["metrics"]
+
+
+def test_metadata(gateway):
+    found = gateway.metadata(model="fraud")
+    assert found["model_name"] == "fraud" and found["alias"] == "champion"
+    assert found["experiment_name"] == "fraud" and found["run_id"]
+    assert found["commit_hash"] and found["saved_at"].endswith("+00:00")
+    assert found["input_example"]["merchant_category"] == "electronics"
+    echo = gateway.metadata()
+    assert echo["model_name"] == "echo" and echo["commit_hash"] is None
+    assert echo["input_example"] == {"a": 10}
+
+
+def test_predict_and_predict_scenario(gateway):
+    assert gateway.predict(EXAMPLE_TRANSACTION)["is_fraud"] is True
+    assert gateway.predict_scenario(EXAMPLE_TRANSACTION)["scenario"] == "account_takeover"
+
+
+def test_async_client_twin(served):
+    async def ask():
+        async with AsyncGatewayClient(served.gateway_url) as client:
+            return await asyncio.gather(client.forward({"a": 3}), client.predict(EXAMPLE_TRANSACTION))
+    echo, fraud = asyncio.run(ask())
+    assert echo == {"result": 6} and "fraud_probability" in fraud
+
+
+def test_openapi_carries_examples(served):
+    spec = requests.get(served.gateway_url + "/openapi.json").json()
+    for route in ("/forward", "/forward_batch", "/evaluate", "/predict", "/predict_scenario"):
+        content = spec["paths"][route]["post"]["requestBody"]["content"]
+        assert content["application/json"]["examples"], route
+
+
+# ---------------------------------------------------------------- 400
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda s: requests.post(s + "/forward", data=b"{not json"), "body"),
+    (lambda s: requests.post(s + "/forward", data=b""), "body"),
+    (lambda s: requests.post(s + "/forward?model=nosuch", json={}), "model"),
+    (lambda s: requests.post(s + "/forward?model=digits", files={"picture": b"x"}), "image"),
+    (lambda s: requests.post(s + "/forward?model=digits", json={"a": 1}), "image"),
+    (lambda s: requests.post(s + "/forward?model=echo", files={"image": b"x"}), "image"),
+    (lambda s: requests.post(s + "/forward_batch", files={"file": ("t.csv", b"a,b\n")}), "file"),
+    (lambda s: requests.post(s + "/forward_batch", files={"file": ("t.csv", b"\xff\xfe\x00")}),
+     "file"),
+    (lambda s: requests.post(s + "/forward_batch", files={"nofile": ("t.csv", b"a\n1\n")}), "file"),
+    (lambda s: requests.post(s + "/forward_batch?model=digits",
+                             files={"file": ("x.zip", b"PK\x03\x04 broken")}), "file"),
+    (lambda s: requests.post(s + "/evaluate", json=[EXAMPLE_TRANSACTION]), "label"),
+    (lambda s: requests.post(s + "/predict", json=[EXAMPLE_TRANSACTION]), "body"),
+])
+def test_bad_requests_are_400(served, call, field):
+    response = call(served.gateway_url)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["message"] == "bad request" and body["field"] == field and body["detail"]
+
+
+@pytest.mark.parametrize("entry", ["/etc/passwd.png", "../up.png", "a/../../b.png"])
+def test_zip_entries_escaping_the_archive_are_400(served, entry):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        zipped.writestr(entry, b"x")
+    response = requests.post(served.gateway_url + "/forward_batch?model=digits",
+                             files={"file": ("e.zip", buffer.getvalue())})
+    assert response.status_code == 400 and "absolute path or '..'" in response.json()["detail"]
+
+
+def test_client_raises_typed_400(gateway):
+    with pytest.raises(BadRequest) as raised:
+        gateway.forward({"a": 1}, model="nosuch")
+    assert raised.value.status_code == 400 and "unknown model" in raised.value.detail
+
+
+# ---------------------------------------------------------------- 403
+
+
+@pytest.mark.parametrize("call, reason", [
+    (lambda g: g.forward({"b": 1}), 'field "a"'),
+    (lambda g: g.forward(image=b"not an image at all", model="digits"), "not a PNG or JPEG"),
+    (lambda g: g.predict({"amount": 5}), "missing field"),
+    (lambda g: g.forward_batch([{"a": 1}, {"b": 2}], model="echo"), 'field "a"'),
+])
+def test_model_failures_are_403_with_the_reason(gateway, call, reason):
+    with pytest.raises(ModelFailed) as raised:
+        call(gateway)
+    assert raised.value.status_code == 403
+    assert raised.value.message == MODEL_FAILED and reason in raised.value.detail
+
+
+# ---------------------------------------------------------------- 413
+
+
+def test_body_over_the_limit_is_413(served, gateway):
+    big = b"0" * (GATEWAY_BODY_LIMIT + 1)
+    response = requests.post(served.gateway_url + "/forward", data=big,
+                             headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["limit_bytes"] == GATEWAY_BODY_LIMIT
+
+    def chunks():  # no Content-Length: counted as it streams
+        for _ in range(GATEWAY_BODY_LIMIT // 1_000_000 + 2):
+            yield b"1" * 1_000_000
+    response = requests.post(served.gateway_url + "/forward_batch", data=chunks(),
+                             headers={"content-type": "text/csv"})
+    assert response.status_code == 413
+    with pytest.raises(PayloadTooLarge):
+        gateway.forward_batch(file=big, filename="big.csv")
+
+
+# ---------------------------------------------------------------- 503
+
+
+def start_gateway(tmp_path, mlserver_url: str, timeout: float = 2.0):
+    port = free_port()
+    env = {**stack_environment(tmp_path), "MLPLATFORM_GATEWAY_MLSERVER_URL": mlserver_url,
+           "MLPLATFORM_GATEWAY_TIMEOUT": str(timeout),
+           "MLPLATFORM_GATEWAY_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "gateway.app:app", "--port",
+                                str(port)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(url + "/health", timeout=60, require_ok=True)
+    return process, url
+
+
+def test_mlserver_unreachable_is_503_quickly(tmp_path):
+    process, url = start_gateway(tmp_path, f"http://127.0.0.1:{free_port()}")
+    try:
+        started = time.monotonic()
+        response = requests.post(url + "/forward", json={"a": 1}, timeout=30)
+        assert response.status_code == 503 and time.monotonic() - started < 10
+        assert response.json()["message"] == "model server unavailable"
+        assert requests.get(url + "/ready").status_code == 503
+        assert requests.get(url + "/health").status_code == 200
+        with pytest.raises(ServiceUnavailable):
+            GatewayClient(url).forward({"a": 1})
+    finally:
+        stop(process)
+
+
+def test_mlserver_hanging_is_503_within_the_timeout(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+    stop_flag = threading.Event()
+
+    def accept_and_say_nothing():
+        listener.settimeout(0.5)
+        while not stop_flag.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    thread.start()
+    process, url = start_gateway(tmp_path, f"http://127.0.0.1:{listener.getsockname()[1]}",
+                                 timeout=1.5)
+    try:
+        started = time.monotonic()
+        response = requests.post(url + "/forward", json={"a": 1}, timeout=30)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503 and elapsed < 8, (response.status_code, elapsed)
+        assert "did not answer in time" in response.json()["detail"]
+    finally:
+        stop(process)
+        stop_flag.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
