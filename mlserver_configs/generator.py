@@ -16,10 +16,10 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
 
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # MLflow is imported where it is used: it costs a second at start-up
+    from mlflow.tracking import MlflowClient
 
 RUNTIME = "mlserver_mlflow.MLflowRuntime"
 GENERATED_BY = "mlplatform"
@@ -93,8 +93,10 @@ class ResolvedModel:
         return f"models:/{self.name}/{self.version}"
 
 
-def resolve(client: MlflowClient, reference: ModelReference) -> ResolvedModel:
+def resolve(client: "MlflowClient", reference: ModelReference) -> ResolvedModel:
     """Look ``reference`` up in the registry and pin it to one version."""
+    from mlflow.exceptions import MlflowException
+
     try:
         if reference.version:
             version = client.get_model_version(reference.name, reference.version)
@@ -108,7 +110,7 @@ def resolve(client: MlflowClient, reference: ModelReference) -> ResolvedModel:
                          version.run_id or "", storage)
 
 
-def models_with_alias(client: MlflowClient, alias: str) -> List[ModelReference]:
+def models_with_alias(client: "MlflowClient", alias: str) -> List[ModelReference]:
     """Every registered model that has ``alias`` set: what ``deploy`` serves by default."""
     return [
         ModelReference(model.name, alias)

@@ -515,6 +515,27 @@ def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: floa
         ctx.exit(1)
 
 
+@main.command()
+@click.argument("route")
+@click.option("--lang", "language", type=click.Choice(["curl", "python", "javascript"]),
+              default="curl", show_default=True)
+@click.option("--model", help="Add ?model=NAME to the request.")
+@click.option("--base-url", help="Gateway URL [the running stack's].")
+@click.pass_context
+@_friendly_errors
+def snippet(ctx: click.Context, route: str, language: str, model: Optional[str],
+            base_url: Optional[str]) -> None:
+    """Print a working request to a gateway ROUTE (e.g. /forward, /predict, /forward_batch)."""
+    from gateway.snippets import snippet as make_snippet
+
+    from .stack import StackError, gateway_url
+
+    try:
+        click.echo(make_snippet(route, language, base_url or gateway_url(_settings(ctx)), model))
+    except KeyError as exc:
+        raise StackError(exc.args[0]) from None
+
+
 # ---------------------------------------------------------------- MinIO
 
 

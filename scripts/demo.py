@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, List, Tuple
 
-from client import InferenceServerError, MLServerClient, ServerUnreachable
+from client import GatewayClient, InferenceServerError, MLServerClient, ServerUnreachable
 from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
 from pyfunc_models.wire import json_request
 
@@ -70,7 +70,11 @@ def main() -> int:
 
     failed = False
     with MLServerClient(mlserver.url) as server:
+        served = {m["name"] for m in server.models() if m.get("state") == "READY"}
         for model, shown, ask in _requests(out_dir):
+            if model not in served:
+                print(f"{model:<16} not served (mlplatform register / import it, then deploy)")
+                continue
             try:
                 answer = ask(server)
             except (InferenceServerError, ServerUnreachable) as exc:
@@ -81,11 +85,22 @@ def main() -> int:
             print(f"{model:<16} {shown}\n{'':<16} -> {text}")
 
     body = json.dumps(json_request({"a": 10}, "echo"))
+    gateway = state.components.get("gateway")
+    forward = ""
+    if gateway is not None:
+        from gateway.snippets import snippet
+
+        with GatewayClient(gateway.url) as client:  # the printed example, checked first
+            answer = client.forward({"a": 10})
+        forward = (f"\nGateway:           {gateway.url} (API docs {gateway.url}/docs)\n\n"
+                   f"Ask the gateway (plain JSON, no V2):\n{snippet('/forward', 'curl', gateway.url)}"
+                   f"\n  -> {json.dumps(answer)}\n"
+                   "More: mlplatform snippet /predict --lang python\n")
     print(f"""
 MLflow UI:         {mlflow.url}
 MLServer V2 docs:  {mlserver.url}/v2/docs
 Models:            {mlserver.url}/v2/repository/index (POST)
-
+{forward}
 Ask MLServer yourself:
   curl -s {mlserver.url}/v2/models/echo/infer -H 'Content-Type: application/json' \\
        -d '{body}'

@@ -113,6 +113,11 @@ def mlserver_url(settings: PlatformSettings) -> str:
     return process.url if process else settings.url(settings.mlserver_http_port)
 
 
+def gateway_url(settings: PlatformSettings) -> str:
+    process = StackState(settings.state_path).components.get("gateway")
+    return process.url if process else settings.url(settings.gateway_port)
+
+
 # ---------------------------------------------------------------- up / down
 
 
