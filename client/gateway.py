@@ -23,6 +23,8 @@ FileLike = Union[str, os.PathLike, bytes, BinaryIO]
 
 
 class GatewayError(RuntimeError):
+    """Any error answer of the gateway: ``status_code``, ``message``, ``detail``, ``body``."""
+
     def __init__(self, status_code: int, body: Dict[str, Any], url: str):
         self.status_code = status_code
         self.body = body
@@ -133,6 +135,12 @@ class _Routes:
                         files=_upload(file, filename, progress))
         return dict(method="POST", url=route, params=params, json=data)
 
+    @staticmethod
+    def job(file: FileLike, model: str, target: str, filename: Optional[str],
+            progress: bool) -> Dict[str, Any]:
+        return dict(method="POST", url="/jobs", files=_upload(file, filename, progress),
+                    data={"model": model, "target": target})
+
 
 class GatewayClient:
     """>>> GatewayClient("http://127.0.0.1:8080").forward({"a": 10})
@@ -188,6 +196,51 @@ class GatewayClient:
     def ready(self) -> bool:
         return self._http.get("/ready").status_code == 200
 
+    def submit_job(self, file: FileLike, model: str, target: str, *,
+                   filename: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
+        """Start a job on an imported model's file target; returns at once with its id."""
+        return self._send(_Routes.job(file, model, target, filename, progress)).json()
+
+    def job_status(self, job_id: str) -> Dict[str, Any]:
+        return self._send(dict(method="GET", url=f"/jobs/{job_id}")).json()
+
+    def wait_job(self, job_id: str, timeout: float = 600.0, poll: float = 0.5) -> Dict[str, Any]:
+        """Poll until the job is Succeeded or Failed (``TimeoutError`` after ``timeout``)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.job_status(job_id)
+            if status["status"] in FINISHED:
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {status['status']} after {timeout}s")
+            time.sleep(poll)
+
+    def job_result(self, job_id: str, destination: Union[str, os.PathLike]) -> Path:
+        """Stream the job's output file to ``destination`` (a folder or a file path)."""
+        with self._http.stream("GET", f"/jobs/{job_id}/result") as response:
+            if response.status_code >= 400:
+                response.read()
+                _raise_for(response)
+            target = _result_path(destination, response)
+            with open(target, "wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        return target
+
+
+FINISHED = ("Succeeded", "Failed")
+
+
+def _result_path(destination: Union[str, os.PathLike], response: httpx.Response) -> Path:
+    path = Path(destination)
+    if path.is_dir():
+        disposition = response.headers.get("content-disposition", "")
+        name = disposition.split("filename=")[-1].strip('"') if "filename=" in disposition else ""
+        path = path / (Path(name).name or "result")
+    return path
+
 
 class AsyncGatewayClient:
     """The async twin of ``GatewayClient`` (same methods, awaitable)."""
@@ -242,3 +295,21 @@ class AsyncGatewayClient:
 
     async def ready(self) -> bool:
         return (await self._http.get("/ready")).status_code == 200
+
+    async def submit_job(self, file: FileLike, model: str, target: str, *,
+                         filename: Optional[str] = None) -> Dict[str, Any]:
+        return (await self._send(_Routes.job(file, model, target, filename, False))).json()
+
+    async def job_status(self, job_id: str) -> Dict[str, Any]:
+        return (await self._send(dict(method="GET", url=f"/jobs/{job_id}"))).json()
+
+    async def job_result(self, job_id: str, destination: Union[str, os.PathLike]) -> Path:
+        async with self._http.stream("GET", f"/jobs/{job_id}/result") as response:
+            if response.status_code >= 400:
+                await response.aread()
+                _raise_for(response)
+            target = _result_path(destination, response)
+            with open(target, "wb") as out:
+                async for chunk in response.aiter_bytes():
+                    out.write(chunk)
+        return target

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
+from pathlib import PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, ORJSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from pyfunc_models.wire import (
@@ -24,10 +26,21 @@ from pyfunc_models.wire import (
 
 from . import batch
 from .directory import ModelDirectory, ServedModel
-from .errors import BadRequest, ModelFailed, Unavailable, install
+from .errors import (
+    BadRequest,
+    Conflict,
+    ModelFailed,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    install,
+)
 from .evaluation import evaluate
+from .files import JobFiles
+from .jobs import JobWorker
 from .limits import BodySizeLimit
 from .settings import GatewaySettings
+from .store import SUCCEEDED, Store
 from .upstream import V2Upstream
 
 PARAM_HEADER = "x-param-"
@@ -43,7 +56,12 @@ def create_app(settings: Optional[GatewaySettings] = None) -> FastAPI:
         app.state.upstream = V2Upstream(settings.mlserver_url, settings.timeout)
         app.state.directory = ModelDirectory(app.state.upstream, settings.tracking_uri,
                                              settings.alias)
+        app.state.store = Store(settings.database_url)
+        app.state.files = JobFiles(settings.jobs_storage)
+        app.state.worker = JobWorker(app.state.store, settings)
+        await app.state.worker.start()
         yield
+        await app.state.worker.stop()
         await app.state.upstream.close()
 
     app = FastAPI(title="mlplatform gateway", version="0.1.0", lifespan=lifespan,
@@ -64,6 +82,23 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
 
     def upstream(request: Request) -> V2Upstream:
         return request.app.state.upstream
+
+    async def token_group(request: Request) -> str:
+        """The group of the request's bearer token; 401 without a valid one."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("send the header Authorization: Bearer <token> "
+                               "(mlplatform token create --group <name>)")
+        group = await asyncio.to_thread(request.app.state.store.group_of, token.strip())
+        if group is None:
+            raise Unauthorized("the token is not valid (unknown or revoked)")
+        return group
+
+    async def predict_access(request: Request) -> None:
+        if not settings.public_predict:
+            await token_group(request)
+
+    guarded = [Depends(predict_access)]
 
     @app.get("/health", tags=["service"], summary="The gateway process is up")
     async def health() -> Dict[str, str]:
@@ -91,7 +126,7 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
                           "output": served.output_format})
         return found
 
-    @app.post("/forward", tags=["inference"], summary="One input -> the model's answer",
+    @app.post("/forward", tags=["inference"], dependencies=guarded, summary="One input -> the model's answer",
               openapi_extra=_forward_openapi())
     async def forward(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         served = await directory(request).resolve(model or settings.forward_model)
@@ -113,7 +148,8 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
         answers = await _infer(upstream(request), served, body)
         return _with_model(_shaped(served, answers[0]), served)
 
-    @app.post("/forward_batch", tags=["inference"], summary="Many inputs -> answers in input order",
+    @app.post("/forward_batch", tags=["inference"], dependencies=guarded,
+              summary="Many inputs -> answers in input order",
               openapi_extra=_batch_openapi())
     async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         served = await directory(request).resolve(model or settings.batch_model)
@@ -124,7 +160,8 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
         return _with_model({"model": served.name, "version": served.version,
                             "rows": len(results), "results": results}, served)
 
-    @app.post("/evaluate", tags=["inference"], summary="/forward_batch plus metrics against labels",
+    @app.post("/evaluate", tags=["inference"], dependencies=guarded,
+              summary="/forward_batch plus metrics against labels",
               openapi_extra=_batch_openapi(evaluate=True))
     async def evaluate_route(request: Request, model: Optional[str] = MODEL_QUERY,
                              label: Optional[str] = Query(None, description="Label column "
@@ -138,7 +175,7 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
         return _with_model({"model": served.name, "version": served.version,
                             "metrics": report, "results": results}, served)
 
-    @app.get("/metadata", tags=["models"], summary="Provenance of the served model")
+    @app.get("/metadata", tags=["models"], dependencies=guarded, summary="Provenance of the served model")
     async def metadata(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         served = await directory(request).resolve(model or settings.forward_model)
         return await asyncio.to_thread(_metadata, settings.tracking_uri, served)
@@ -151,15 +188,99 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
         answers = await _infer(upstream(request), served, documents_request([data], served.name))
         return _with_model(answers[0], served)
 
-    @app.post("/predict", tags=["fraud"], summary="Binary fraud on one transaction",
+    @app.post("/predict", tags=["fraud"], dependencies=guarded, summary="Binary fraud on one transaction",
               openapi_extra=_transaction_openapi())
     async def predict(request: Request) -> Any:
         return await one_transaction(request, settings.predict_model)
 
-    @app.post("/predict_scenario", tags=["fraud"], summary="Fraud scenario on one transaction",
+    @app.post("/predict_scenario", tags=["fraud"], dependencies=guarded,
+              summary="Fraud scenario on one transaction",
               openapi_extra=_transaction_openapi())
     async def predict_scenario(request: Request) -> Any:
         return await one_transaction(request, settings.scenario_model)
+
+    @app.post("/jobs", tags=["jobs"], status_code=202, summary="Submit a file to a model's "
+              "file target; returns the job id at once (needs a token)",
+              openapi_extra=_job_openapi())
+    async def submit_job(request: Request, group: str = Depends(token_group)) -> Any:
+        form = await _form(request)
+        upload, model, target = form.get("file"), form.get("model"), form.get("target")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("missing file field 'file' in the multipart form", field="file")
+        for field, value in (("model", model), ("target", target)):
+            if not isinstance(value, str) or not value.strip():
+                raise BadRequest(f"missing form field {field!r}", field=field)
+        await asyncio.to_thread(_check_file_target, settings, model, target)
+        job_id = uuid.uuid4().hex
+        name = PurePosixPath((upload.filename or "input").replace("\\", "/")).name or "input"
+        key = f"{job_id}/input/{name}"
+        await asyncio.to_thread(request.app.state.files.put, key, upload.file)  # streamed
+        job = await asyncio.to_thread(request.app.state.store.add_job, group, model, target,
+                                      name, key, job_id)
+        request.app.state.worker.wake.set()
+        return JSONResponse(_job_view(job), status_code=202)
+
+    async def own_job(request: Request, job_id: str, group: str):
+        job = await asyncio.to_thread(request.app.state.store.job, job_id)
+        if job is None or job.group != group:  # another group's job does not exist for you
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+    @app.get("/jobs/{job_id}", tags=["jobs"], summary="Job status (Requested, Running, "
+             "Succeeded, Failed) with timestamps and error text")
+    async def job_status(request: Request, job_id: str, group: str = Depends(token_group)) -> Any:
+        return _job_view(await own_job(request, job_id, group))
+
+    @app.get("/jobs/{job_id}/result", tags=["jobs"], summary="The job's output file (streamed)")
+    async def job_result(request: Request, job_id: str, group: str = Depends(token_group)):
+        job = await own_job(request, job_id, group)
+        if job.status != SUCCEEDED:
+            raise Conflict(f"job {job_id} is {job.status}", status=job.status, error=job.error)
+        return StreamingResponse(
+            request.app.state.files.chunks(job.output_key), media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{job.output_name}"'})
+
+
+def _job_view(job) -> Dict[str, Any]:
+    return {**job.public(), "status_url": f"/jobs/{job.id}", "result_url": f"/jobs/{job.id}/result"}
+
+
+def _check_file_target(settings: GatewaySettings, model: str, target: str) -> None:
+    """The model must be an imported one with ``target`` as a file target (400 otherwise)."""
+    import tempfile
+
+    import mlflow
+    import yaml
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from pyfunc_models.imported.descriptors import ImportSpec
+
+    name, _, alias = model.partition("@")
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(name, alias or settings.alias)
+        root = client.get_model_version_download_uri(name, version.version).rstrip("/")
+        with tempfile.TemporaryDirectory() as folder:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/MLmodel",
+                                                       dst_path=folder,
+                                                       tracking_uri=settings.tracking_uri)
+            with open(path) as handle:
+                flavor = yaml.safe_load(handle)["flavors"]["python_function"]
+    except MlflowException as exc:
+        raise BadRequest(f"unknown model {model!r}: {exc.message}", field="model") from exc
+    except Exception as exc:  # the registry is down
+        raise Unavailable(f"the model registry cannot be read ({type(exc).__name__})") from exc
+    config = flavor.get("config") or {}  # MLflow stores model_config as the flavor's "config"
+    if "targets" not in config:
+        raise BadRequest(f"model {model!r} is not an imported folder: it has no file targets",
+                         field="model")
+    spec = ImportSpec.from_config(config)
+    found = next((t for t in spec.targets if t.matches(target)), None)
+    if found is None or found.task_type == "JsonToJson":
+        names = ", ".join(repr(t.name) for t in spec.targets if t.task_type != "JsonToJson")
+        raise BadRequest(f"model {model!r} has no file target {target!r}; file targets: "
+                         f"{names or 'none'}", field="target")
 
 
 # ---------------------------------------------------------------- requests to the model
@@ -344,6 +465,14 @@ def _forward_openapi() -> Dict[str, Any]:
         "type": "object", "properties": {"image": {"type": "string", "format": "binary"}},
         "required": ["image"]}}
     return spec
+
+
+def _job_openapi() -> Dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {
+        "schema": {"type": "object", "required": ["file", "model", "target"], "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "model": {"type": "string", "example": "mmf_delivery"},
+            "target": {"type": "string", "example": "Batch scoring"}}}}}}}
 
 
 def _transaction_openapi() -> Dict[str, Any]:

@@ -59,6 +59,10 @@ class NotFound(GatewayError):
     status, message = 404, "not found"
 
 
+class Conflict(GatewayError):
+    status, message = 409, "not ready"
+
+
 class TooLarge(GatewayError):
     status, message = 413, TOO_LARGE
 

@@ -24,3 +24,10 @@ class GatewaySettings(BaseSettings):
     predict_model: str = "fraud"
     scenario_model: str = "fraud_scenario"
     label_column: str = "label"            # ground truth column for /evaluate
+
+    # Predict routes (/forward, /forward_batch, /evaluate, /predict, ...) without a token?
+    # Write routes (/jobs) always need one.
+    public_predict: bool = True
+    database_url: str = "sqlite:///gateway.db"   # job state and token hashes
+    jobs_storage: str = "jobs"                   # s3://bucket/prefix or a folder
+    job_timeout: float = 3600.0                  # seconds one job may run

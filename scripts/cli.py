@@ -288,48 +288,34 @@ def run(ctx: click.Context, model: str, target: str, file: Path, output: Path,
     import json
     import tempfile
 
-    import mlflow
-
     from mlserver_configs.generator import ModelReference
     from pyfunc_models.errors import ModelInputError
     from pyfunc_models.imported.descriptors import DescriptorError
-    from pyfunc_models.imported.importer import import_folder as describe_folder
-    from pyfunc_models.imported.model import ImportedModel
+    from pyfunc_models.imported.runner import run_target
 
-    from .stack import StackError
+    from .stack import StackError, StackState
     from .stack import tracking_uri as resolve_tracking
 
     settings = _settings(ctx)
     reference = ModelReference.parse(model, settings.alias)
     uri = resolve_tracking(settings, tracking_uri)
-    mlflow.set_tracking_uri(uri)
     wanted = (f"models:/{reference.name}/{reference.version}" if reference.version
               else f"models:/{reference.name}@{reference.alias}")
     with tempfile.TemporaryDirectory(prefix="mlplatform-run-") as workdir:
-        loaded = mlflow.pyfunc.load_model(wanted, dst_path=workdir).unwrap_python_model()
-        if not isinstance(loaded, ImportedModel):
-            raise StackError(f"{wanted} is not an imported model; `run` runs imported folders")
         try:
-            chosen = loaded.target(target, ("JsonToJson", "FileToFile", "FileToArtifact"))
-            if chosen.task_type == "JsonToJson":
-                try:
-                    data = json.loads(file.read_text(encoding="utf-8"))
-                except ValueError as exc:
-                    raise StackError(f"{file}: not valid JSON ({exc})") from None
-                click.echo(json.dumps(loaded.call_json(chosen, data), ensure_ascii=False))
-                return
-            produced = loaded.run_file(chosen.name, file, output.resolve())
-        except ModelInputError as exc:
+            outcome = run_target(wanted, reference.name, target, file, output.resolve(), uri,
+                                 Path(workdir), alias=settings.alias)
+        except (ModelInputError, DescriptorError) as exc:
             raise StackError(str(exc)) from None
-        if chosen.task_type != "FileToArtifact":
-            click.echo(f"{chosen.name}: wrote {produced}")
-            return
-        click.echo(f"{chosen.name}: artifacts updated from {file}; registering them")
-        try:
-            spec, _ = describe_folder(produced, reference.name)
-        except DescriptorError as exc:
-            raise StackError(f"the retrained folder no longer imports: {exc}") from None
-        _register_and_report(settings, spec, uri, None, force=True)
+    if outcome.task_type == "JsonToJson":
+        click.echo(json.dumps(outcome.answer, ensure_ascii=False))
+    elif outcome.task_type == "FileToFile":
+        click.echo(f"{outcome.target}: wrote {outcome.output}")
+    else:
+        mlflow_process = StackState(settings.state_path).components.get("mlflow")
+        destination = mlflow_process.info.get("artifacts_destination", "") if mlflow_process else ""
+        click.echo(f"{outcome.target}: artifacts updated from {file}; registered them")
+        _report_registration(outcome.registration, destination)
 
 
 def _register_and_report(settings: PlatformSettings, spec, tracking_uri: Optional[str],
@@ -355,8 +341,13 @@ def _register_and_report(settings: PlatformSettings, spec, tracking_uri: Optiona
     except Exception as exc:  # any failure: one line naming the server, no traceback
         reason = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).splitlines()[0]
         raise StackError(f"registering {spec.name} at {uri} failed: {reason}") from None
+    _report_registration(result, destination)
+    return result
+
+
+def _report_registration(result, destination: str) -> None:
     if not result.trained:
-        click.echo(f"{spec.name} is up to date: {result.alias_uri} is version {result.version} "
+        click.echo(f"{result.name} is up to date: {result.alias_uri} is version {result.version} "
                    "(same code; use --force to register anyway)")
     else:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
@@ -364,7 +355,6 @@ def _register_and_report(settings: PlatformSettings, spec, tracking_uri: Optiona
                    + (f"\nmetrics: {metrics}" if metrics else ""))
     click.echo(f"model URI: {result.alias_uri} -> {result.model_uri}")
     click.echo(f"artifacts: {storage_location(result.artifact_uri, destination)}")
-    return result
 
 
 def _check_artifact_store(settings: PlatformSettings, destination: str) -> None:
@@ -534,6 +524,51 @@ def snippet(ctx: click.Context, route: str, language: str, model: Optional[str],
         click.echo(make_snippet(route, language, base_url or gateway_url(_settings(ctx)), model))
     except KeyError as exc:
         raise StackError(exc.args[0]) from None
+
+
+@main.group()
+def token() -> None:
+    """Access tokens for the gateway's write routes (and predict routes when closed)."""
+
+
+@token.command("create")
+@click.option("--group", required=True, help="Who the token is for (a team, a service).")
+@click.pass_context
+@_friendly_errors
+def token_create(ctx: click.Context, group: str) -> None:
+    """Create a token for GROUP. It is printed once; only its hash is stored."""
+    from gateway.store import Store
+
+    token_id, secret = Store(_settings(ctx).gateway_database_url).create_token(group)
+    click.echo(f"token {token_id} for group {group!r} (shown once, keep it safe):")
+    click.echo(secret)
+
+
+@token.command("list")
+@click.pass_context
+@_friendly_errors
+def token_list(ctx: click.Context) -> None:
+    """List tokens (ids and groups; the tokens themselves are not stored)."""
+    from gateway.store import Store
+
+    for row in Store(_settings(ctx).gateway_database_url).tokens():
+        state = "revoked" if row.revoked else "active"
+        click.echo(f"{row.id}  {row.group:<20} {state:<8} created {row.created_at:%Y-%m-%d %H:%M}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+@_friendly_errors
+def token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke the token with TOKEN_ID (see `mlplatform token list`)."""
+    from gateway.store import Store
+
+    from .stack import StackError
+
+    if not Store(_settings(ctx).gateway_database_url).revoke(token_id):
+        raise StackError(f"no token with id {token_id!r}")
+    click.echo(f"token {token_id} revoked")
 
 
 # ---------------------------------------------------------------- MinIO

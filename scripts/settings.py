@@ -67,6 +67,19 @@ class PlatformSettings(BaseSettings):
             return f"s3://{self.s3_bucket}"
         return str(self.state_path / "artifacts")
 
+    @property
+    def gateway_database_url(self) -> str:
+        """Job state and token hashes; the gateway and `mlplatform token` share it."""
+        return os.environ.get("MLPLATFORM_GATEWAY_DATABASE_URL") or (
+            f"sqlite:///{self.state_path / 'gateway.db'}")
+
+    @property
+    def jobs_storage(self) -> str:
+        """Job inputs and outputs live in the artifact store, next to the models."""
+        if self.uses_s3:
+            return f"s3://{self.s3_bucket}/jobs"
+        return str(self.state_path / "jobs")
+
     def url(self, port: int) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{port}"

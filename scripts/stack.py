@@ -214,6 +214,8 @@ def _start_gateway(settings: PlatformSettings, state: StackState, report: Report
     env = settings.child_environment(
         MLPLATFORM_GATEWAY_MLSERVER_URL=state.components["mlserver"].url,
         MLPLATFORM_GATEWAY_TRACKING_URI=state.components["mlflow"].url,
+        MLPLATFORM_GATEWAY_DATABASE_URL=settings.gateway_database_url,
+        MLPLATFORM_GATEWAY_JOBS_STORAGE=settings.jobs_storage,
     )
     command = [sys.executable, "-m", "uvicorn", "gateway.app:app", "--host", settings.host,
                "--port", str(settings.gateway_port), "--no-server-header"]

@@ -1,0 +1,57 @@
+"""``python -m gateway.run_job JOB_ID``: run one claimed job, in a process of its own.
+
+The gateway starts one of these per job, so the data scientist's code (which
+may change directory, crash or use a lot of memory) never runs inside the
+gateway.  The input comes from, and the output goes to, the job store.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from .files import JobFiles
+from .settings import GatewaySettings
+from .store import Store
+
+
+def main(job_id: str) -> int:
+    settings = GatewaySettings()
+    store, files = Store(settings.database_url), JobFiles(settings.jobs_storage)
+    job = store.job(job_id)
+    if job is None:
+        print(f"no job {job_id}", file=sys.stderr)
+        return 2
+    try:
+        from pyfunc_models.imported.runner import run_target
+
+        with tempfile.TemporaryDirectory(prefix="mlplatform-job-") as folder:
+            work = Path(folder)
+            (work / "input").mkdir()
+            source = files.fetch(job.input_key, work / "input" / job.input_name)
+            name, _, alias = job.model.partition("@")
+            outcome = run_target(f"models:/{name}@{alias or settings.alias}", name, job.target,
+                                 source, work / "output", settings.tracking_uri, work / "model",
+                                 alias=alias or settings.alias)
+            if outcome.output is not None:
+                key = f"{job.id}/output/{outcome.output.name}"
+                files.put_file(key, outcome.output)
+                store.finish(job.id, output_name=outcome.output.name, output_key=key)
+            else:
+                report = work / "result.json"
+                registered = outcome.registration
+                report.write_text(
+                    f'{{"registered": "{registered.model_uri}", "alias": "{registered.alias_uri}"}}'
+                    if registered else str(outcome.answer))
+                key = f"{job.id}/output/result.json"
+                files.put_file(key, report)
+                store.finish(job.id, output_name="result.json", output_key=key)
+    except Exception as exc:  # the job failed: record why, keep the gateway unaffected
+        traceback.print_exc()
+        store.finish(job.id, error=f"{type(exc).__name__}: {exc}"[:4000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,184 @@
+"""Async jobs and tokens on the gateway: submit, follow, fetch; survive a restart; 401s."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from client.gateway import BadRequest, GatewayClient, Unauthorized
+from scripts.processes import free_port
+from tests.conftest import stop, wait_for_http
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+SLOW_APP = '''
+import os, time
+
+def score(data_path, model_path):
+    time.sleep(float(open(model_path + "/seconds.txt").read()))
+    source = os.path.join(data_path, os.environ["inputFileName"])
+    output = os.path.join(data_path, "done.txt")
+    with open(source) as f, open(output, "w") as out:
+        out.write(f.read().upper())
+    return output
+'''
+
+
+@pytest.fixture(scope="module")
+def jobs_stack(served, tmp_path_factory):
+    slow = tmp_path_factory.mktemp("slow_async")
+    (slow / "app.py").write_text(textwrap.dedent(SLOW_APP))
+    (slow / "seconds.txt").write_text("6")
+    (slow / "neomaril.yml").write_text(
+        "name: slow\nsource: app.py\noperation: Async\nmodel_file: seconds.txt\n")
+    served.cli("import", str(EXAMPLES / "mmf_delivery"))
+    served.cli("import", str(slow), "--name", "slow_async")
+    served.cli("deploy")
+    return served
+
+
+@pytest.fixture(scope="module")
+def token(jobs_stack):
+    output = jobs_stack.cli("token", "create", "--group", "analysts").stdout
+    assert "shown once" in output
+    return output.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def gateway(jobs_stack, token):
+    with GatewayClient(jobs_stack.gateway_url, token=token) as client:
+        yield client
+
+
+def test_job_round_trip(gateway, tmp_path):
+    submitted = gateway.submit_job(EXAMPLES / "mmf_delivery" / "orders.csv", "mmf_delivery",
+                                   "Batch scoring")
+    assert submitted["status"] == "Requested" and submitted["id"]
+    finished = gateway.wait_job(submitted["id"], timeout=120)
+    assert finished["status"] == "Succeeded", finished
+    assert finished["created_at"] <= finished["started_at"] <= finished["finished_at"]
+    result = gateway.job_result(submitted["id"], tmp_path)
+    assert result.name == "orders_scored.csv"
+    assert result.read_text().splitlines()[1] == "A1,2.0,1,19.8"
+
+
+def test_job_inputs_and_outputs_live_in_the_artifact_store(jobs_stack, gateway):
+    from scripts.s3 import s3_client
+    from tests.conftest import S3_KEY, S3_SECRET
+
+    job = gateway.submit_job(b"distance_km,items\n1,1\n", "mmf_delivery", "Batch scoring",
+                             filename="one.csv")
+    assert gateway.wait_job(job["id"], timeout=120)["status"] == "Succeeded"
+    keys = {o["Key"] for o in s3_client(jobs_stack.s3.endpoint, S3_KEY, S3_SECRET)
+            .list_objects_v2(Bucket=jobs_stack.s3.bucket, Prefix=f"jobs/{job['id']}/")["Contents"]}
+    assert keys == {f"jobs/{job['id']}/input/one.csv", f"jobs/{job['id']}/output/one_scored.csv"}
+
+
+def test_failed_job_records_the_error(gateway):
+    job = gateway.submit_job(b"no,such,columns\n1,2,3\n", "mmf_delivery", "Batch scoring",
+                             filename="bad.csv")
+    finished = gateway.wait_job(job["id"], timeout=120)
+    assert finished["status"] == "Failed" and "lacks column" in finished["error"]
+    response = requests.get(f"{gateway._http.base_url}/jobs/{job['id']}/result",
+                            headers=gateway._http.headers)
+    assert response.status_code == 409 and response.json()["status"] == "Failed"
+
+
+@pytest.mark.parametrize("model, target, field", [
+    ("mmf_delivery", "Scoring", "target"),        # a JSON target: not a job
+    ("mmf_delivery", "Nope", "target"),
+    ("echo", "anything", "model"),                # not an imported folder
+    ("no_such_model", "x", "model"),
+])
+def test_job_for_an_unknown_or_json_target_is_400(gateway, model, target, field):
+    with pytest.raises(BadRequest) as raised:
+        gateway.submit_job(b"a\n1\n", model, target, filename="x.csv")
+    assert raised.value.body["field"] == field
+
+
+def test_unknown_job_is_404_and_other_groups_cannot_see_a_job(jobs_stack, gateway):
+    assert requests.get(f"{jobs_stack.gateway_url}/jobs/nope",
+                        headers=gateway._http.headers).status_code == 404
+    job = gateway.submit_job(b"distance_km,items\n1,1\n", "mmf_delivery", "Batch scoring",
+                             filename="g.csv")
+    other = jobs_stack.cli("token", "create", "--group", "others").stdout.strip().splitlines()[-1]
+    response = requests.get(f"{jobs_stack.gateway_url}/jobs/{job['id']}",
+                            headers={"Authorization": f"Bearer {other}"})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer mlp_wrong"},
+                                     {"Authorization": "Basic abc"}])
+def test_write_routes_need_a_valid_token(jobs_stack, headers):
+    response = requests.post(f"{jobs_stack.gateway_url}/jobs", headers=headers,
+                             files={"file": ("a.csv", b"a\n1\n")},
+                             data={"model": "mmf_delivery", "target": "Batch scoring"})
+    assert response.status_code == 401 and response.json()["message"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    with pytest.raises(Unauthorized):
+        GatewayClient(jobs_stack.gateway_url).job_status("x")
+
+
+def test_revoked_token_is_refused(jobs_stack):
+    created = jobs_stack.cli("token", "create", "--group", "temp").stdout.splitlines()
+    token_id, secret = created[0].split()[1], created[-1]
+    jobs_stack.cli("token", "revoke", token_id)
+    assert "revoked" in jobs_stack.cli("token", "list").stdout
+    response = requests.get(f"{jobs_stack.gateway_url}/jobs/x",
+                            headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 401
+
+
+def test_tokens_never_reach_logs_or_the_database(jobs_stack, token):
+    logs = "".join(p.read_text(errors="ignore") for p in (jobs_stack.state_dir / "logs").glob("*"))
+    assert token not in logs
+    assert token.encode() not in (jobs_stack.state_dir / "gateway.db").read_bytes()
+
+
+def test_closed_predict_routes_need_a_token(jobs_stack, token, tmp_path):
+    port = free_port()
+    env = {**jobs_stack.env, "MLPLATFORM_GATEWAY_PUBLIC_PREDICT": "false",
+           "MLPLATFORM_GATEWAY_MLSERVER_URL": jobs_stack.mlserver_url,
+           "MLPLATFORM_GATEWAY_TRACKING_URI": jobs_stack.mlflow_url,
+           "MLPLATFORM_GATEWAY_DATABASE_URL": f"sqlite:///{jobs_stack.state_dir / 'gateway.db'}",
+           "MLPLATFORM_GATEWAY_JOBS_STORAGE": str(tmp_path / "jobs")}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "gateway.app:app", "--port",
+                                str(port)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/health", timeout=60, require_ok=True)
+        assert requests.post(url + "/forward", json={"a": 1}).status_code == 401
+        assert requests.post(url + "/predict", json={}).status_code == 401
+        answer = requests.post(url + "/forward", json={"a": 1},
+                               headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200 and answer.json() == {"result": 2}
+        assert requests.get(url + "/health").status_code == 200
+    finally:
+        stop(process)
+
+
+def test_a_gateway_restart_loses_no_job(jobs_stack, gateway, tmp_path):
+    job = gateway.submit_job(b"hello\n", "slow_async", "score", filename="words.txt")
+    deadline = time.monotonic() + 60
+    while gateway.job_status(job["id"])["status"] != "Running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    state = __import__("json").loads((jobs_stack.state_dir / "state.json").read_text())
+    pid = state["components"]["gateway"]["pid"]
+    os.killpg(pid, signal.SIGKILL)  # the gateway and its running job die at once
+    psutil.wait_procs([psutil.Process(pid)], timeout=10)
+
+    output = jobs_stack.cli("up").stdout  # restarts only what is not healthy
+    assert "gateway started" in output and "MLServer already running" in output
+    finished = gateway.wait_job(job["id"], timeout=120)
+    assert finished["status"] == "Succeeded", finished
+    assert gateway.job_result(job["id"], tmp_path / "out.txt").read_text() == "HELLO\n"
