@@ -33,6 +33,7 @@ down:
 ## test: flake8, then the test suite against real MLflow, S3 and MLServer processes.
 test: $(STAMP)
 	$(BIN)/flake8 .
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

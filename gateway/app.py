@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, ORJSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, ORJSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from pyfunc_models.wire import (
@@ -99,6 +99,13 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
             await token_group(request)
 
     guarded = [Depends(predict_access)]
+
+    page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        """The web page: pick a model, send JSON or an image, see the answer."""
+        return HTMLResponse(page)
 
     @app.get("/health", tags=["service"], summary="The gateway process is up")
     async def health() -> Dict[str, str]:
