@@ -75,18 +75,26 @@ def read_metadata(path: Path) -> Dict[str, str]:
     return {entry.key: entry.value for entry in model.metadata_props}
 
 
+# From this many rows on, a batch runs on every core (measured: 100k rows 1.24 s on one
+# thread, 0.49 s on two); smaller inputs stay on one thread, where threads only add latency.
+PARALLEL_FROM_ROWS = 2_000
+
+
 class OnnxTabular:
-    """An ONNX Runtime session fed from a feature frame."""
+    """ONNX Runtime sessions fed from feature columns: one thread for requests, all cores
+    for large batches."""
 
     def __init__(self, path: str):
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()
-        # One request is one small row: threads only add hand-off latency here.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            path, sess_options=options, providers=["CPUExecutionProvider"])
+        def session(threads: int):
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads  # 0: one per core
+            options.inter_op_num_threads = 1
+            return onnxruntime.InferenceSession(path, sess_options=options,
+                                                providers=["CPUExecutionProvider"])
+
+        self.session, self.batch_session = session(1), session(0)
         self.inputs = [(i.name, i.type == "tensor(string)") for i in self.session.get_inputs()]
 
     def predict_proba(self, columns: Mapping[str, Any]) -> np.ndarray:
@@ -95,5 +103,7 @@ class OnnxTabular:
             name: np.asarray(columns[name], dtype=object if is_text else np.float32).reshape(-1, 1)
             for name, is_text in self.inputs
         }
-        _, probabilities = self.session.run(None, feeds)
+        rows = len(next(iter(feeds.values())))
+        chosen = self.batch_session if rows >= PARALLEL_FROM_ROWS else self.session
+        _, probabilities = chosen.run(None, feeds)
         return probabilities

@@ -37,6 +37,7 @@ class PlatformSettings(BaseSettings):
     mlserver_grpc_port: int = 8001
     mlserver_metrics_port: int = 8002
     gateway_port: int = 8080
+    gateway_access_log: bool = False
     parallel_workers: int = DEFAULT_PARALLEL_WORKERS
     alias: str = "champion"
     startup_timeout: float = 180.0

@@ -219,6 +219,8 @@ def _start_gateway(settings: PlatformSettings, state: StackState, report: Report
     )
     command = [sys.executable, "-m", "uvicorn", "gateway.app:app", "--host", settings.host,
                "--port", str(settings.gateway_port), "--no-server-header"]
+    if not settings.gateway_access_log:  # a log line per request costs ~10 % throughput
+        command.append("--no-access-log")
     process = spawn("gateway", command, log=settings.state_path / "logs" / "gateway.log", env=env,
                     cwd=settings.state_path, url=url, ports={"http": settings.gateway_port})
     state.components["gateway"] = process
