@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
+import pandas as pd
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, ORJSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
@@ -41,6 +42,7 @@ from .jobs import JobWorker
 from .limits import BodySizeLimit
 from .settings import GatewaySettings
 from .store import SUCCEEDED, Store
+from .table import table_answers, table_request
 from .upstream import V2Upstream
 
 PARAM_HEADER = "x-param-"
@@ -161,9 +163,9 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
     async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         served = await directory(request).resolve(model or settings.batch_model)
         rows, _ = await _batch(request, served, settings, label=None)
-        answers = await _infer(upstream(request), served, _rows_request(served, rows))
-        results = [{"row": i, **_ids(row), **_as_dict(_shaped(served, a))}
-                   for i, (row, a) in enumerate(zip(rows, answers))]
+        answers, ids = await _score_batch(upstream(request), served, rows)
+        results = [{"row": i, **key, **_as_dict(_shaped(served, a))}
+                   for i, (key, a) in enumerate(zip(ids, answers))]
         return _with_model({"model": served.name, "version": served.version,
                             "rows": len(results), "results": results}, served)
 
@@ -175,10 +177,10 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
                                                           "(default from settings: label)")) -> Any:
         served = await directory(request).resolve(model or settings.batch_model)
         rows, truth = await _batch(request, served, settings, label=label or settings.label_column)
-        answers = await _infer(upstream(request), served, _rows_request(served, rows))
+        answers, ids = await _score_batch(upstream(request), served, rows)
         report = evaluate(truth, answers)
-        results = [{"row": i, **_ids(row), "label": t, **_as_dict(_shaped(served, a))}
-                   for i, (row, t, a) in enumerate(zip(rows, truth, answers))]
+        results = [{"row": i, **key, "label": t, **_as_dict(_shaped(served, a))}
+                   for i, (key, t, a) in enumerate(zip(ids, truth, answers))]
         return _with_model({"model": served.name, "version": served.version,
                             "metrics": report, "results": results}, served)
 
@@ -293,10 +295,32 @@ def _check_file_target(settings: GatewaySettings, model: str, target: str) -> No
 # ---------------------------------------------------------------- requests to the model
 
 
-def _rows_request(served: ServedModel, rows: List[Any]) -> Dict[str, Any]:
-    if served.input_format == "base64":
-        return images_request([content for _, content in rows], served.name)
-    return documents_request(rows, served.name)
+async def _score_batch(server: V2Upstream, served: ServedModel,
+                       rows: Any) -> Tuple[List[Any], List[Dict[str, Any]]]:
+    """Answers in input order, and each row's id fields.
+
+    A table goes to a model that ``accepts_table`` as columns (one request, no JSON per
+    row); otherwise every row is one JSON document (or one image) of a single request.
+    """
+    if isinstance(rows, pd.DataFrame):
+        ids = ([{"id": v} for v in rows["id"].tolist()] if "id" in rows.columns
+               else [{}] * len(rows))
+        if served.accepts_table:
+            body = await server.infer(served.name, table_request(rows, served.name),
+                                      served.version)
+            try:
+                return table_answers(body, len(rows)), ids
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelFailed(f"the model's table answer is not usable: {exc}") from exc
+        rows = batch.records_of(rows)
+        return await _infer(server, served, documents_request(rows, served.name)), ids
+    if rows and isinstance(rows[0], tuple):  # images from a zip
+        request = images_request([content for _, content in rows], served.name)
+        return await _infer(server, served, request), [{"file": name} for name, _ in rows]
+    if served.accepts_table and all(isinstance(r, dict) for r in rows):
+        return await _score_batch(server, served, pd.DataFrame.from_records(rows))
+    return (await _infer(server, served, documents_request(rows, served.name)),
+            [{"id": r["id"]} if isinstance(r, dict) and "id" in r else {} for r in rows])
 
 
 async def _infer(server: V2Upstream, served: ServedModel, body: Dict[str, Any]) -> List[Any]:
@@ -324,15 +348,6 @@ def _shaped(served: ServedModel, answer: Any) -> Any:
 
 def _as_dict(answer: Any) -> Dict[str, Any]:
     return answer if isinstance(answer, dict) else {"answer": answer}
-
-
-def _ids(row: Any) -> Dict[str, Any]:
-    """For images, the entry name; for table rows, an ``id`` column if there is one."""
-    if isinstance(row, tuple):
-        return {"file": row[0]}
-    if isinstance(row, dict) and "id" in row:
-        return {"id": row["id"]}
-    return {}
 
 
 def _with_model(payload: Any, served: ServedModel) -> JSONResponse:
@@ -377,8 +392,9 @@ async def _uploaded(request: Request, field: str) -> bytes:
 
 
 async def _batch(request: Request, served: ServedModel, settings: GatewaySettings,
-                 label: Optional[str]) -> Tuple[List[Any], List[Any]]:
-    """The rows to score (dicts, or (name, bytes) images) and, with ``label``, the truth."""
+                 label: Optional[str]) -> Tuple[Any, List[Any]]:
+    """The rows to score (a DataFrame from CSV, a list of dicts from JSON, or (name, bytes)
+    images from a zip) and, with ``label``, the truth."""
     content_type = request.headers.get("content-type", "")
     if _is_multipart(request):
         form = await _form(request)
@@ -402,7 +418,12 @@ async def _batch(request: Request, served: ServedModel, settings: GatewaySetting
                              "or put each image in a folder named after its class", field="file")
         return rows, [archive.labels[n] for n, _ in rows]
     if name.endswith(".csv") or "text/csv" in content_type:
-        rows = batch.records_of(batch.read_csv(data, filename))
+        frame = batch.read_csv(data, filename)
+        if label is None:
+            return frame, []
+        if label not in frame.columns:
+            raise BadRequest(f"the CSV has no label column {label!r}", field="label")
+        return frame.drop(columns=[label]), frame[label].tolist()
     else:
         try:
             rows = batch.json_records(orjson.loads(data))

@@ -32,6 +32,7 @@ class ServedModel:
     input_format: str = "json"
     output_format: str = "json"
     run_id: str = ""
+    accepts_table: bool = False
 
 
 class ModelDirectory:
@@ -81,4 +82,5 @@ class ModelDirectory:
         tags = version.tags or {}
         return ServedModel(name, alias, str(version.version),
                            tags.get("mlplatform.input_format", "json"),
-                           tags.get("mlplatform.output_format", "json"), version.run_id or "")
+                           tags.get("mlplatform.output_format", "json"), version.run_id or "",
+                           tags.get("mlplatform.accepts_table") == "true")

@@ -52,7 +52,8 @@ class V2Upstream:
     async def infer(self, model: str, body: Dict[str, Any],
                     version: Optional[str] = None) -> Dict[str, Any]:
         path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
-        response = await self._send("POST", path, content=orjson.dumps(body),
+        response = await self._send("POST", path,
+                                    content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
                                     headers={"content-type": "application/json"})
         if response.status_code == 200:
             return orjson.loads(response.content)

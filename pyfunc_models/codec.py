@@ -34,6 +34,7 @@ from .wire import (
     BASE64,
     BYTES,
     OUTPUT_NAME,
+    TABLE,
     WireFormatError,
     decode_base64_tensor,
     decode_json_tensor,
@@ -64,6 +65,11 @@ def plain_json(value: Any) -> Any:
     return json.loads(to_json(value))
 
 
+def _content_type(request) -> Any:
+    parameters = getattr(request, "parameters", None)
+    return getattr(parameters, "content_type", None)
+
+
 def request_parameters(request) -> Dict[str, Any]:
     """The free-form ``parameters`` of a V2 request (what is not MLServer's own)."""
     parameters = getattr(request, "parameters", None)
@@ -80,6 +86,9 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
 
     input_format = "json"
     output_format = "json"
+    # True for models that score a whole table at once (``score_table``); the gateway
+    # then sends batches as columns instead of one JSON document per row.
+    accepts_table = False
 
     # MLflow asks every PythonModel for ``predict`` type hints and warns without them;
     # hints would turn on its input validation and a signature, which the codec must
@@ -91,6 +100,8 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
         # ``parameters``, read here from the raw request: MLflow drops ``params`` for models
         # without a params schema before they reach this method.
         if is_inference_request(model_input):
+            if _content_type(model_input) == TABLE:
+                return self.score_table(self.decode_table(model_input))
             documents = self.decode_request(model_input)
             options = {**(params or {}), **request_parameters(model_input)}
             return self.encode_response(self.score_documents(documents, options))
@@ -143,6 +154,29 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
             except ValueError as exc:
                 raise ModelInputError("expected image bytes or their base64 text") from exc
         raise ModelInputError(f"expected image bytes, got {type(value).__name__}")
+
+    def decode_table(self, request) -> Dict[str, np.ndarray]:
+        """A table request (``content_type: "pd"``): one 1-d array per input column."""
+        columns: Dict[str, np.ndarray] = {}
+        for tensor in request.inputs:
+            values = tensor.data.root
+            if tensor.datatype == BYTES:
+                column = np.array([v.decode() if isinstance(v, bytes) else v for v in values],
+                                  dtype=object)
+            else:
+                try:
+                    column = np.array([np.nan if v is None else v for v in values], dtype=float)
+                except (TypeError, ValueError) as exc:
+                    raise ModelInputError(f"column {tensor.name!r}: not numbers ({exc})") from exc
+            columns[tensor.name] = column.reshape(-1)
+        lengths = {len(column) for column in columns.values()}
+        if len(lengths) > 1:
+            raise ModelInputError(f"table columns differ in length: {sorted(lengths)}")
+        return columns
+
+    def score_table(self, columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Score a whole table at once; answers as output columns. Tabular models override."""
+        raise ModelInputError("this model takes JSON documents, not a table")
 
     def score_documents(self, documents: List[Any], params: Dict[str, Any]) -> List[Any]:
         """Score each document; override to score a batch in one go or to use ``params``."""

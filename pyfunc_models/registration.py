@@ -153,7 +153,8 @@ def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
         raise RegistrationError(f"{spec.name}: MLflow attached a signature ({info.signature})")
     # What a V2 client must send and expect; the gateway reads these tags.
     formats = {"mlplatform.input_format": bundle.python_model.input_format,
-               "mlplatform.output_format": bundle.python_model.output_format}
+               "mlplatform.output_format": bundle.python_model.output_format,
+               "mlplatform.accepts_table": str(bundle.python_model.accepts_table).lower()}
     return info.model_uri, info.model_id, bundle.metrics, formats
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Sequence
 BYTES = "BYTES"
 OUTPUT_NAME = "output"
 BASE64 = "base64"  # MLServer's content type for binary data carried as base64 text
+TABLE = "pd"  # MLServer's content type for a table: one input (or output) per column
 
 
 class WireFormatError(ValueError):

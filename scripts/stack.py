@@ -161,6 +161,20 @@ def _reuse(state: StackState, name: str, report: Report) -> bool:
     return False
 
 
+def _launch(state: StackState, settings: PlatformSettings, name: str, command: List[str], *,
+            env: Dict[str, str], url: str, ports: Dict[str, int],
+            info: Optional[Dict[str, str]] = None, what: str = "healthy") -> ManagedProcess:
+    """Start a component, record it at once (so `down` finds it even if it never gets
+    healthy), then wait for its health check."""
+    process = spawn(name, command, log=settings.state_path / "logs" / f"{name}.log", env=env,
+                    cwd=settings.state_path, url=url, ports=ports, info=info)
+    state.components[name] = process
+    state.save()
+    wait_until(lambda: http_ok(url + HEALTH_PATHS[name]), process,
+               timeout=settings.startup_timeout, what=what)
+    return process
+
+
 def _start_mlflow(settings: PlatformSettings, state: StackState, report: Report) -> None:
     require_free_ports(settings.host, {"HTTP": settings.mlflow_port}, "mlflow")
     if settings.uses_s3:
@@ -176,14 +190,8 @@ def _start_mlflow(settings: PlatformSettings, state: StackState, report: Report)
         "--workers", "2",
     ]
     url = settings.url(settings.mlflow_port)
-    process = spawn("mlflow", command, log=folder / "logs" / "mlflow.log",
-                    env=settings.child_environment(), cwd=folder, url=url,
-                    ports={"http": settings.mlflow_port},
-                    info={"artifacts_destination": destination})
-    state.components["mlflow"] = process
-    state.save()
-    wait_until(lambda: http_ok(url + HEALTH_PATHS["mlflow"]), process,
-               timeout=settings.startup_timeout, what="healthy")
+    _launch(state, settings, "mlflow", command, env=settings.child_environment(), url=url,
+            ports={"http": settings.mlflow_port}, info={"artifacts_destination": destination})
     report(f"MLflow tracking server started at {url} (artifacts in {destination})")
 
 
@@ -195,16 +203,10 @@ def _start_mlserver(settings: PlatformSettings, state: StackState, report: Repor
     write_config(config_dir, server_options(settings), [])
     url = settings.url(settings.mlserver_http_port)
     env = settings.child_environment(MLFLOW_TRACKING_URI=state.components["mlflow"].url)
-    process = spawn("mlserver", [executable("mlserver"), "start", str(config_dir)],
-                    log=settings.state_path / "logs" / "mlserver.log", env=env,
-                    cwd=settings.state_path, url=url,
-                    ports={"http": ports["HTTP"], "grpc": ports["gRPC"],
-                           "metrics": ports["metrics"]},
-                    info={"config_dir": str(config_dir)})
-    state.components["mlserver"] = process
-    state.save()
-    wait_until(lambda: http_ok(url + HEALTH_PATHS["mlserver"]), process,
-               timeout=settings.startup_timeout, what="live")
+    _launch(state, settings, "mlserver", [executable("mlserver"), "start", str(config_dir)],
+            env=env, url=url, what="live",
+            ports={"http": ports["HTTP"], "grpc": ports["gRPC"], "metrics": ports["metrics"]},
+            info={"config_dir": str(config_dir)})
     report(f"MLServer started at {url} (V2 docs at {url}/v2/docs)")
 
 
@@ -221,12 +223,8 @@ def _start_gateway(settings: PlatformSettings, state: StackState, report: Report
                "--port", str(settings.gateway_port), "--no-server-header"]
     if not settings.gateway_access_log:  # a log line per request costs ~10 % throughput
         command.append("--no-access-log")
-    process = spawn("gateway", command, log=settings.state_path / "logs" / "gateway.log", env=env,
-                    cwd=settings.state_path, url=url, ports={"http": settings.gateway_port})
-    state.components["gateway"] = process
-    state.save()
-    wait_until(lambda: http_ok(url + HEALTH_PATHS["gateway"]), process,
-               timeout=settings.startup_timeout, what="healthy")
+    _launch(state, settings, "gateway", command, env=env, url=url,
+            ports={"http": settings.gateway_port})
     report(f"gateway started at {url} (API docs at {url}/docs)")
 
 
@@ -380,13 +378,8 @@ def start_minio(settings: PlatformSettings, report: Report = print) -> ManagedPr
     command = [binary, "server", str(data_dir),
                "--address", f"{settings.host}:{settings.minio_port}",
                "--console-address", f"{settings.host}:{settings.minio_console_port}"]
-    process = spawn("minio", command, log=settings.state_path / "logs" / "minio.log", env=env,
-                    cwd=settings.state_path, url=url,
-                    ports={"s3": settings.minio_port, "console": settings.minio_console_port})
-    state.components["minio"] = process
-    state.save()
-    wait_until(lambda: http_ok(url + HEALTH_PATHS["minio"]), process,
-               timeout=settings.startup_timeout, what="live")
+    process = _launch(state, settings, "minio", command, env=env, url=url, what="live",
+                      ports={"s3": settings.minio_port, "console": settings.minio_console_port})
     created = ensure_bucket(url, settings.s3_bucket, access_key, secret_key)
     report(f"MinIO started at {url} (console {settings.url(settings.minio_console_port)}); "
            f"bucket {settings.s3_bucket!r} {'created' if created else 'present'}")

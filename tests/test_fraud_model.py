@@ -120,3 +120,43 @@ def test_scenario_model_answers_label_and_probabilities():
     assert set(answer["probabilities"]) == set(SCENARIOS)
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-3
     assert answer["probability"] == max(answer["probabilities"].values())
+
+
+def _table_round_trip(model, frame):
+    """A V2 table request through the model, as MLServer would carry it, decoded back."""
+    from mlserver.codecs import NumpyCodec
+    from mlserver.types import InferenceRequest
+
+    from gateway.table import table_answers, table_request
+
+    request = table_request(frame, "model")
+    for tensor in request["inputs"]:  # JSON would carry NaN as null
+        tensor["data"] = [None if isinstance(v, float) and np.isnan(v) else v
+                          for v in list(tensor["data"])]
+    columns = model.predict(None, InferenceRequest.model_validate(request))
+    body = {"outputs": [NumpyCodec.encode_output(k, v).model_dump() for k, v in columns.items()]}
+    return table_answers(body, len(frame))
+
+
+@pytest.mark.parametrize("trainer, model_class", [(train, FraudModel),
+                                                  (train_scenario, ScenarioModel)])
+def test_table_answers_equal_per_row_answers(trainer, model_class):
+    result = trainer(n_rows=5_000, n_estimators=10, max_depth=6)
+    model = model_class.from_pipeline(result.pipeline, result.config)
+    frame = generate_transactions(400, seed=2)[list(FEATURES)]
+    assert _table_round_trip(model, frame) == model.predict(None, frame.to_dict(orient="records"))
+
+
+def test_table_errors_name_the_column_and_rows(small_fraud):
+    model = FraudModel.from_pipeline(small_fraud.pipeline, small_fraud.config)
+    frame = generate_transactions(20, seed=2)[list(FEATURES)]
+    broken = frame.copy()
+    broken.loc[[3, 9], "hour"] = 30
+    with pytest.raises(ModelInputError, match=r"column 'hour' must be between 0 and 23 \(rows 3, 9\)"):
+        _table_round_trip(model, broken)
+    missing = frame.copy()
+    missing.loc[4, "amount"] = np.nan
+    with pytest.raises(ModelInputError, match=r"column 'amount' has missing values \(rows 4\)"):
+        _table_round_trip(model, missing)
+    with pytest.raises(ModelInputError, match=r"missing column\(s\) country"):
+        _table_round_trip(model, frame.drop(columns=["country"]))

@@ -324,3 +324,21 @@ def test_mlserver_hanging_is_503_within_the_timeout(tmp_path):
         for connection in accepted:
             connection.close()
         listener.close()
+
+
+def test_batches_go_as_columns_and_match_single_answers(gateway):
+    frame = generate_transactions(50, seed=31)[list(FEATURES)]
+    batch = gateway.forward_batch(file=frame.to_csv(index=False).encode(), filename="t.csv")
+    singles = [gateway.predict(row) for row in frame.iloc[:5].to_dict(orient="records")]
+    assert [{k: v for k, v in r.items() if k != "row"} for r in batch["results"][:5]] == singles
+    scenario = gateway.forward_batch(frame.to_dict(orient="records"), model="fraud_scenario")
+    assert set(scenario["results"][0]["probabilities"]) == {
+        "legit", "card_testing", "account_takeover", "stolen_card"}
+
+
+def test_bad_value_in_a_batch_names_column_and_row(gateway):
+    frame = generate_transactions(10, seed=32)[list(FEATURES)]
+    frame.loc[6, "hour"] = 99
+    with pytest.raises(ModelFailed) as raised:
+        gateway.forward_batch(file=frame.to_csv(index=False).encode(), filename="t.csv")
+    assert "column 'hour'" in raised.value.detail and "rows 6" in raised.value.detail

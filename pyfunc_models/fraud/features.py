@@ -73,6 +73,44 @@ def transactions_to_columns(data: Any) -> Tuple[Dict[str, np.ndarray], bool]:
     return columns, single
 
 
+def table_to_columns(table: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Serving a table (a batch as columns): the same checks as per transaction, vectorised.
+
+    Errors name the column and the first offending rows.
+    """
+    missing = [name for name in FEATURES if name not in table]
+    if missing:
+        raise ModelInputError(f"missing column(s) {', '.join(missing)}")
+    columns = {}
+    for name in FEATURES:
+        values = table[name]
+        if name in CATEGORICAL:
+            text = np.asarray(values, dtype=object)
+            bad = np.flatnonzero([not isinstance(v, str) or not v for v in text])
+            _refuse(bad, name, "must be non-empty strings")
+            columns[name] = text
+            continue
+        try:
+            numbers = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ModelInputError(f"column {name!r} must hold numbers ({exc})") from exc
+        _refuse(np.flatnonzero(np.isnan(numbers)), name, "has missing values")
+        if name in BOOLEAN:
+            _refuse(np.flatnonzero(~np.isin(numbers, (0.0, 1.0))), name, "must be true or false")
+        else:
+            low, high = RANGES[name]
+            _refuse(np.flatnonzero((numbers < low) | (numbers > high)), name,
+                    f"must be between {low} and {high}")
+        columns[name] = numbers
+    return columns
+
+
+def _refuse(rows: np.ndarray, name: str, problem: str) -> None:
+    if len(rows):
+        shown = ", ".join(str(int(r)) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+        raise ModelInputError(f"column {name!r} {problem} (rows {shown})")
+
+
 def transactions_to_frame(data: Any) -> Tuple[pd.DataFrame, bool]:
     """Serving, as a DataFrame (what scikit-learn pipelines take)."""
     columns, single = transactions_to_columns(data)

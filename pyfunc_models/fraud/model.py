@@ -12,7 +12,7 @@ import numpy as np
 
 from ..codec import JsonCodecModel
 from ..onnx_tabular import ONNX_ARTIFACT, OnnxTabular
-from .features import transactions_to_columns
+from .features import table_to_columns, transactions_to_columns
 
 PIPELINE_ARTIFACT = "pipeline"
 
@@ -26,6 +26,8 @@ def _frame_input(predict_proba: Callable) -> Callable:
 
 class TransactionClassifier(JsonCodecModel):
     """Load (ONNX or joblib) -> validate transactions -> class probabilities -> answers."""
+
+    accepts_table = True
 
     def __init__(self) -> None:
         self.predict_proba: Callable = None
@@ -61,7 +63,14 @@ class TransactionClassifier(JsonCodecModel):
         answers = [self.answer(row) for row in np.asarray(self.predict_proba(columns))]
         return answers[0] if single else answers
 
+    def score_table(self, columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        return self.answer_columns(np.asarray(self.predict_proba(table_to_columns(columns))))
+
     def answer(self, probabilities: np.ndarray) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def answer_columns(self, probabilities: np.ndarray) -> Dict[str, np.ndarray]:
+        """``answer`` for every row at once: one output column per answer field."""
         raise NotImplementedError
 
 
@@ -73,6 +82,12 @@ class FraudModel(TransactionClassifier):
         fraud = float(probabilities[1])
         return {"is_fraud": fraud >= threshold, "fraud_probability": round(fraud, 6),
                 "threshold": threshold}
+
+    def answer_columns(self, probabilities: np.ndarray) -> Dict[str, np.ndarray]:
+        threshold = float(self.config["threshold"])
+        fraud = probabilities[:, 1].astype(np.float64)
+        return {"is_fraud": fraud >= threshold, "fraud_probability": np.round(fraud, 6),
+                "threshold": np.full(len(fraud), threshold)}
 
 
 class ScenarioModel(TransactionClassifier):
@@ -86,3 +101,12 @@ class ScenarioModel(TransactionClassifier):
             "probability": round(float(probabilities[best]), 6),
             "probabilities": {name: round(float(p), 6) for name, p in zip(classes, probabilities)},
         }
+
+    def answer_columns(self, probabilities: np.ndarray) -> Dict[str, np.ndarray]:
+        classes = np.array(self.config["classes"], dtype=object)
+        best = np.argmax(probabilities, axis=1)
+        columns = {"scenario": classes[best],
+                   "probability": np.round(probabilities[np.arange(len(best)), best], 6)}
+        for index, name in enumerate(classes):
+            columns[f"probability_{name}"] = np.round(probabilities[:, index].astype(float), 6)
+        return columns
