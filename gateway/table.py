@@ -1,7 +1,8 @@
 """Batches as columns: a DataFrame to a V2 table request, output columns back to answers.
 
-MLServer's own convention for a table (``content_type: "pd"``): one input per
-column, numbers as ``FP64``, text as ``BYTES``.  Models that score whole tables
+One input per column, numbers as ``FP64``, text as ``BYTES`` (the layout of
+MLServer's ``pd`` tables, under our own content type so MLServer passes the raw
+request through instead of building a DataFrame).  Models that score whole tables
 (``mlplatform.accepts_table``) validate and predict each column at once and
 answer with one output per field; no JSON document per row on either side.
 """

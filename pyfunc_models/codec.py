@@ -57,12 +57,16 @@ def plain_json(value: Any) -> Any:
 
     MLflow's scoring server (``/invocations``, ``mlflow models predict``, the
     input-example check at logging time) turns ``{"a": 10}`` into
-    ``{"a": array(10)}`` and records into a DataFrame; the model should see the
-    same JSON a V2 client sends.
+    ``{"a": array(10)}``; the model should see the same JSON a V2 client sends.
+    A DataFrame becomes its records.
     """
-    if hasattr(value, "columns") and hasattr(value, "to_dict"):  # a pandas DataFrame
+    if _is_frame(value):
         value = value.to_dict(orient="records")
     return json.loads(to_json(value))
+
+
+def _is_frame(value: Any) -> bool:
+    return hasattr(value, "columns") and hasattr(value, "to_dict")
 
 
 def _content_type(request) -> Any:
@@ -105,6 +109,12 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
             documents = self.decode_request(model_input)
             options = {**(params or {}), **request_parameters(model_input)}
             return self.encode_response(self.score_documents(documents, options))
+        if _is_frame(model_input):
+            # A DataFrame is a batch (MLServer decodes its own "pd" tables into one, and so
+            # does MLflow's scoring server): the answer is columns, which both can encode.
+            if self.accepts_table:
+                return self.score_table({str(c): model_input[c].to_numpy() for c in model_input})
+            return self.encode_response(self.score_documents(plain_json(model_input), params or {}))
         # The notebook path: answer exactly what a client of the server would get.
         answer = self.score_documents([self._notebook_input(model_input)], params or {})[0]
         if self.output_format == BASE64:
@@ -156,7 +166,7 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
         raise ModelInputError(f"expected image bytes, got {type(value).__name__}")
 
     def decode_table(self, request) -> Dict[str, np.ndarray]:
-        """A table request (``content_type: "pd"``): one 1-d array per input column."""
+        """A table request (``content_type: mlplatform_table``): one 1-d array per column."""
         columns: Dict[str, np.ndarray] = {}
         for tensor in request.inputs:
             values = tensor.data.root

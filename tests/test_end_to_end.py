@@ -298,3 +298,17 @@ def test_scenario_model_answers_label_and_probabilities(server):
     assert set(answer["probabilities"]) == {"legit", "card_testing", "account_takeover",
                                             "stolen_card"}
     assert server.predict("fraud_scenario", LEGIT)["scenario"] == "legit"
+
+
+def test_mlservers_own_pd_tables_are_answered_as_columns(server):
+    """A standard MLServer "pd" request: MLServer builds the DataFrame, the model answers columns."""
+    body = {"parameters": {"content_type": "pd"}, "inputs": [
+        {"name": name, "shape": [2], "datatype": "BYTES" if isinstance(value, str) else "FP64",
+         "data": [value, value] if isinstance(value, str) else [float(value)] * 2}
+        for name, value in EXAMPLE_TRANSACTION.items()]}
+    answer = server.infer("fraud", body)
+    columns = {output["name"]: output["data"] for output in answer["outputs"]}
+    assert columns["is_fraud"] == [True, True]
+    echo = server.infer("echo", {"parameters": {"content_type": "pd"}, "inputs": [
+        {"name": "a", "shape": [2], "datatype": "INT64", "data": [1, 2]}]})
+    assert echo["outputs"][0]["data"] == ['{"result": 2}', '{"result": 4}']

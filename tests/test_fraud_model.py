@@ -86,8 +86,9 @@ def test_small_training_run_learns_and_scores(small_fraud):
     assert set(answer) == {"is_fraud", "fraud_probability", "threshold"}
     answers = model.predict(None, [EXAMPLE_TRANSACTION] * 3)
     assert len(answers) == 3 and answers[0] == answer
-    frame = pd.DataFrame([EXAMPLE_TRANSACTION])  # what MLflow's scoring server hands over
-    assert model.predict(None, frame) == [answer]
+    columns = model.predict(None, pd.DataFrame([EXAMPLE_TRANSACTION] * 2))  # a batch: columns
+    assert columns["fraud_probability"].tolist() == [answer["fraud_probability"]] * 2
+    assert columns["is_fraud"].tolist() == [answer["is_fraud"]] * 2
 
 
 def test_onnx_export_agrees_with_sklearn_and_carries_provenance(small_fraud, tmp_path):

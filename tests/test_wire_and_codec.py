@@ -103,8 +103,8 @@ def test_notebook_path_takes_plain_numpy_and_dataframe_input():
     model = EchoModel()
     assert model.predict(None, {"a": 10}) == {"result": 20}
     assert model.predict(None, {"a": np.array(10)}) == {"result": 20}  # MLflow's scoring server
-    with pytest.raises(ModelInputError):
-        model.predict(None, pd.DataFrame([{"a": 1}]))  # records: a list, and echo wants an object
+    batch = model.predict(None, pd.DataFrame([{"a": 1}, {"a": 2}]))  # a DataFrame is a batch
+    assert [json.loads(text) for text in batch["output"]] == [{"result": 2}, {"result": 4}]
 
 
 def test_client_imports_neither_mlserver_nor_mlflow():
