@@ -69,6 +69,18 @@ class Stack:
         return f"http://127.0.0.1:{self.env['MLPLATFORM_MLSERVER_HTTP_PORT']}"
 
 
+def neomaril_async_folder(folder: Path, app_source: str, model_file: str, content: str) -> Path:
+    """A Neomaril Async folder (seed 002): ``score(data_path, model_path)`` plus one file."""
+    import textwrap
+
+    (folder / "app.py").write_text(textwrap.dedent(app_source))
+    (folder / model_file).write_text(content)
+    (folder / "neomaril.yml").write_text(f"name: {folder.name}\nsource: app.py\n"
+                                         f"entrypoint: score\noperation: Async\n"
+                                         f"model_file: {model_file}\n")
+    return folder
+
+
 def wait_for_http(url: str, timeout: float = 60, require_ok: bool = False) -> None:
     """Wait until ``url`` answers at all (or with 200, if ``require_ok``)."""
     deadline = time.monotonic() + timeout

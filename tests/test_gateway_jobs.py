@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import requests
 
 from client.gateway import BadRequest, GatewayClient, Unauthorized
 from scripts.processes import free_port
-from tests.conftest import stop, wait_for_http
+from tests.conftest import neomaril_async_folder, stop, wait_for_http
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -34,11 +33,8 @@ def score(data_path, model_path):
 
 @pytest.fixture(scope="module")
 def jobs_stack(served, tmp_path_factory):
-    slow = tmp_path_factory.mktemp("slow_async")
-    (slow / "app.py").write_text(textwrap.dedent(SLOW_APP))
-    (slow / "seconds.txt").write_text("6")
-    (slow / "neomaril.yml").write_text(
-        "name: slow\nsource: app.py\noperation: Async\nmodel_file: seconds.txt\n")
+    slow = neomaril_async_folder(tmp_path_factory.mktemp("slow_async"), SLOW_APP,
+                                 "seconds.txt", "6")
     served.cli("import", str(EXAMPLES / "mmf_delivery"))
     served.cli("import", str(slow), "--name", "slow_async")
     served.cli("deploy")

@@ -5,7 +5,6 @@ import csv
 import json
 import re
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from client import InferenceServerError, MLServerClient
 from pyfunc_models.imported.descriptors import DescriptorError, read_descriptor
 from pyfunc_models.imported.importer import import_folder
 from pyfunc_models.wire import json_request
+from tests.conftest import neomaril_async_folder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MMF, NEOMARIL = EXAMPLES / "mmf_delivery", EXAMPLES / "neomaril_credit"
@@ -143,11 +143,8 @@ def score(data_path, model_path):
 
 @pytest.fixture(scope="module")
 def imported(served, tmp_path_factory):
-    async_folder = tmp_path_factory.mktemp("neomaril_async")
-    (async_folder / "app.py").write_text(textwrap.dedent(ASYNC_APP))
-    (async_folder / "factor.txt").write_text("2.5")
-    (async_folder / "neomaril.yml").write_text(
-        "name: scaler\nsource: app.py\nentrypoint: score\noperation: Async\nmodel_file: factor.txt\n")
+    async_folder = neomaril_async_folder(tmp_path_factory.mktemp("neomaril_async"), ASYNC_APP,
+                                         "factor.txt", "2.5")
     for folder in (MMF, NEOMARIL):
         served.cli("import", str(folder))
     output = served.cli("import", str(async_folder), "--name", "scaler_async").stdout
