@@ -77,7 +77,9 @@ def _file(upload: FileLike, name: Optional[str]):
         return name or "upload", upload
     if isinstance(upload, (str, os.PathLike)):
         path = Path(upload)
-        return name or path.name, path.open("rb")
+        handle = path.open("rb")
+        handle._opened_by_client = True  # closed after the request by _close_opened
+        return name or path.name, handle
     return name or getattr(upload, "name", "upload"), upload
 
 
@@ -111,6 +113,14 @@ def _upload(upload: FileLike, name: Optional[str], progress: bool):
 def _params(model: Optional[str], **extra: Any) -> Dict[str, Any]:
     values = {"model": model, **extra}
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _close_opened(request: Dict[str, Any]) -> None:
+    """Close the files ``_file`` opened from paths (the caller's own file objects stay open)."""
+    for _, content in (request.get("files") or {}).values():
+        handle = getattr(content, "handle", content)
+        if getattr(handle, "_opened_by_client", False):
+            handle.close()
 
 
 class _Routes:
@@ -161,7 +171,10 @@ class GatewayClient:
         self._http.close()
 
     def _send(self, request: Dict[str, Any]) -> httpx.Response:
-        response = self._http.request(**request)
+        try:
+            response = self._http.request(**request)
+        finally:
+            _close_opened(request)
         _raise_for(response)
         return response
 
@@ -261,7 +274,10 @@ class AsyncGatewayClient:
         await self._http.aclose()
 
     async def _send(self, request: Dict[str, Any]) -> httpx.Response:
-        response = await self._http.request(**request)
+        try:
+            response = await self._http.request(**request)
+        finally:
+            _close_opened(request)
         _raise_for(response)
         return response
 
