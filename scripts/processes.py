@@ -8,6 +8,7 @@ time we recorded: a pid reused by an unrelated program is never killed.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -111,11 +112,31 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+_HANDED_OUT: set = set()
+_TEST_PORT_RANGE = (20000, 32000)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS considers free right now (for tests and benchmarks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port that is free now and not handed out before by this process (tests, benchmarks).
+
+    Ports come from below the kernel's ephemeral range (32768+ on Linux), so an
+    outgoing connection cannot take one between this call and the server's
+    bind, and never the same port twice per process: asking the OS for
+    "port 0" several times in a row may return one port twice, which once
+    gave MLflow and MLServer's gRPC the same port in CI.
+    """
+    for _ in range(1000):
+        port = random.randint(*_TEST_PORT_RANGE)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port found in {_TEST_PORT_RANGE} on {host}")
 
 
 def log_tail(path: str, lines: int = 20) -> str:
