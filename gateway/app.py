@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, ORJSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 
+from pyfunc_models.table import encode_frame
 from pyfunc_models.wire import (
     WireFormatError,
     decode_base64_response,
@@ -38,11 +39,12 @@ from .errors import (
 )
 from .evaluation import evaluate
 from .files import JobFiles
+from .grpc_upstream import GrpcUpstream
 from .jobs import JobWorker
 from .limits import BodySizeLimit
 from .settings import GatewaySettings
 from .store import SUCCEEDED, Store
-from .table import table_answers, table_request
+from .table import table_answers
 from .upstream import V2Upstream
 
 PARAM_HEADER = "x-param-"
@@ -56,6 +58,12 @@ def create_app(settings: Optional[GatewaySettings] = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.upstream = V2Upstream(settings.mlserver_url, settings.timeout)
+        # Table batches go over gRPC when the server's gRPC address is known (faster for
+        # large tables, docs/benchmarks.md), else as JSON over the same REST client.
+        # Single requests stay on REST: over gRPC they were slower (docs/benchmarks.md).
+        app.state.tables = (
+            GrpcUpstream(settings.mlserver_grpc, settings.timeout, settings.max_body_bytes)
+            if settings.mlserver_grpc else app.state.upstream)
         app.state.directory = ModelDirectory(app.state.upstream, settings.tracking_uri,
                                              settings.alias)
         app.state.store = Store(settings.database_url)
@@ -65,6 +73,8 @@ def create_app(settings: Optional[GatewaySettings] = None) -> FastAPI:
         yield
         await app.state.worker.stop()
         await app.state.upstream.close()
+        if app.state.tables is not app.state.upstream:
+            await app.state.tables.close()
 
     app = FastAPI(title="mlplatform gateway", version="0.1.0", lifespan=lifespan,
                   default_response_class=ORJSONResponse,
@@ -163,7 +173,7 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
     async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         served = await directory(request).resolve(model or settings.batch_model)
         rows, _ = await _batch(request, served, settings, label=None)
-        answers, ids = await _score_batch(upstream(request), served, rows)
+        answers, ids = await _score_batch(request.app.state, served, rows)
         results = [{"row": i, **key, **_as_dict(_shaped(served, a))}
                    for i, (key, a) in enumerate(zip(ids, answers))]
         return _with_model({"model": served.name, "version": served.version,
@@ -177,7 +187,7 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
                                                           "(default from settings: label)")) -> Any:
         served = await directory(request).resolve(model or settings.batch_model)
         rows, truth = await _batch(request, served, settings, label=label or settings.label_column)
-        answers, ids = await _score_batch(upstream(request), served, rows)
+        answers, ids = await _score_batch(request.app.state, served, rows)
         report = evaluate(truth, answers)
         results = [{"row": i, **key, "label": t, **_as_dict(_shaped(served, a))}
                    for i, (key, t, a) in enumerate(zip(ids, truth, answers))]
@@ -295,21 +305,22 @@ def _check_file_target(settings: GatewaySettings, model: str, target: str) -> No
 # ---------------------------------------------------------------- requests to the model
 
 
-async def _score_batch(server: V2Upstream, served: ServedModel,
+async def _score_batch(state: Any, served: ServedModel,
                        rows: Any) -> Tuple[List[Any], List[Dict[str, Any]]]:
     """Answers in input order, and each row's id fields.
 
     A table goes to a model that ``accepts_table`` as columns (one request, no JSON per
     row); otherwise every row is one JSON document (or one image) of a single request.
     """
+    server: V2Upstream = state.upstream
     if isinstance(rows, pd.DataFrame):
         ids = ([{"id": v} for v in rows["id"].tolist()] if "id" in rows.columns
                else [{}] * len(rows))
         if served.accepts_table:
-            body = await server.infer(served.name, table_request(rows, served.name),
-                                      served.version)
+            columns = await state.tables.infer_table(served.name, encode_frame(rows),
+                                                     served.version)
             try:
-                return table_answers(body, len(rows)), ids
+                return table_answers(columns, len(rows)), ids
             except (KeyError, TypeError, ValueError) as exc:
                 raise ModelFailed(f"the model's table answer is not usable: {exc}") from exc
         rows = batch.records_of(rows)
@@ -318,7 +329,7 @@ async def _score_batch(server: V2Upstream, served: ServedModel,
         request = images_request([content for _, content in rows], served.name)
         return await _infer(server, served, request), [{"file": name} for name, _ in rows]
     if served.accepts_table and all(isinstance(r, dict) for r in rows):
-        return await _score_batch(server, served, pd.DataFrame.from_records(rows))
+        return await _score_batch(state, served, pd.DataFrame.from_records(rows))
     return (await _infer(server, served, documents_request(rows, served.name)),
             [{"id": r["id"]} if isinstance(r, dict) and "id" in r else {} for r in rows])
 

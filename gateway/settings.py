@@ -14,6 +14,8 @@ class GatewaySettings(BaseSettings):
                                       extra="ignore")
 
     mlserver_url: str = "http://127.0.0.1:8000"
+    # host:port of the server's V2 gRPC endpoint, for table batches; empty: batches over REST.
+    mlserver_grpc: str = ""
     tracking_uri: str = "http://127.0.0.1:5000"
     timeout: float = 30.0                  # seconds for one call to MLServer
     max_body_bytes: int = 128 * 1024 * 1024  # seed 000: RabbitMQ's 128 MB message limit

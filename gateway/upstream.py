@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import aiohttp
 import orjson
 
+from pyfunc_models.table import TableColumn
+
 from .errors import ModelFailed, Unavailable
+from .table import output_columns, table_request
 
 
 @dataclass
@@ -59,10 +62,13 @@ class V2Upstream:
             return orjson.loads(response.content)
         reason = _reason(response)
         if response.status_code == 404:
-            wanted = f"{model} version {version}" if version else model
-            raise Unavailable(f"{wanted} is not loaded on the model server ({reason}); "
-                              "run `mlplatform deploy`")
+            raise not_loaded(model, version, reason)
         raise ModelFailed(reason, model=model, upstream_status=response.status_code)
+
+    async def infer_table(self, model: str, columns: Sequence[TableColumn],
+                          version: Optional[str] = None) -> Dict[str, Any]:
+        """A table request as JSON; the answer's output columns by name."""
+        return output_columns(await self.infer(model, table_request(columns), version))
 
     async def ready(self, model: Optional[str] = None) -> bool:
         path = f"/v2/models/{model}/ready" if model else "/v2/health/ready"
@@ -87,6 +93,12 @@ class V2Upstream:
             raise Unavailable(f"{self.base_url} did not answer in time (timeout)") from exc
         except aiohttp.ClientError as exc:
             raise Unavailable(f"{self.base_url} is unreachable ({type(exc).__name__})") from exc
+
+
+def not_loaded(model: str, version: Optional[str], reason: str) -> Unavailable:
+    wanted = f"{model} version {version}" if version else model
+    return Unavailable(f"{wanted} is not loaded on the model server ({reason}); "
+                       "run `mlplatform deploy`")
 
 
 def _reason(response: Answer) -> str:

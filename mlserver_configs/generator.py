@@ -51,6 +51,9 @@ class ServerOptions:
     # start-up; the managed stack turns this off and loads models one by one
     # through the repository API, so one broken model cannot take the others down.
     load_models_at_startup: bool = True
+    # gRPC's default cap is 4 MB per message, less than a 100k-row table batch; the
+    # gateway sends batches over gRPC, so allow what its body limit allows (128 MB).
+    grpc_max_message_bytes: int = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ def settings_document(server: ServerOptions) -> Dict[str, Any]:
         "parallel_workers": server.parallel_workers,
         "server_name": server.server_name,
         "load_models_at_startup": server.load_models_at_startup,
+        "grpc_max_message_length": server.grpc_max_message_bytes,
     }
 
 

@@ -30,6 +30,7 @@ import mlflow
 import numpy as np
 
 from .errors import ModelInputError
+from .table import TableError, decode_columns
 from .wire import (
     BASE64,
     BYTES,
@@ -74,6 +75,18 @@ def _content_type(request) -> Any:
     return getattr(parameters, "content_type", None)
 
 
+def _text_as_bytes(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Text output columns as UTF-8 bytes, which both MLServer protocols can send."""
+    encoded = {}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if values.dtype == object or values.dtype.kind == "U":
+            values = np.array([v.encode() if isinstance(v, str) else v for v in values.tolist()],
+                              dtype=object)
+        encoded[name] = values
+    return encoded
+
+
 def request_parameters(request) -> Dict[str, Any]:
     """The free-form ``parameters`` of a V2 request (what is not MLServer's own)."""
     parameters = getattr(request, "parameters", None)
@@ -105,7 +118,7 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
         # without a params schema before they reach this method.
         if is_inference_request(model_input):
             if _content_type(model_input) == TABLE:
-                return self.score_table(self.decode_table(model_input))
+                return _text_as_bytes(self.score_table(self.decode_table(model_input)))
             documents = self.decode_request(model_input)
             options = {**(params or {}), **request_parameters(model_input)}
             return self.encode_response(self.score_documents(documents, options))
@@ -143,7 +156,10 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
         in the guide; several answers keep one row each, so MLServer's adaptive
         batching can split them back to their requests.
         """
-        texts = [self._answer_text(answer) for answer in answers]
+        # UTF-8 bytes, not str: MLServer's gRPC answer needs bytes for a BYTES tensor
+        # (str fails there with "expected bytes, str found"); its REST answer turns
+        # them back into the same JSON string.
+        texts = [self._answer_text(answer).encode() for answer in answers]
         if len(texts) == 1:
             return {OUTPUT_NAME: np.array(texts[0], dtype=object)}
         return {OUTPUT_NAME: np.array(texts, dtype=object)}
@@ -167,22 +183,10 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
 
     def decode_table(self, request) -> Dict[str, np.ndarray]:
         """A table request (``content_type: mlplatform_table``): one 1-d array per column."""
-        columns: Dict[str, np.ndarray] = {}
-        for tensor in request.inputs:
-            values = tensor.data.root
-            if tensor.datatype == BYTES:
-                column = np.array([v.decode() if isinstance(v, bytes) else v for v in values],
-                                  dtype=object)
-            else:
-                try:
-                    column = np.array([np.nan if v is None else v for v in values], dtype=float)
-                except (TypeError, ValueError) as exc:
-                    raise ModelInputError(f"column {tensor.name!r}: not numbers ({exc})") from exc
-            columns[tensor.name] = column.reshape(-1)
-        lengths = {len(column) for column in columns.values()}
-        if len(lengths) > 1:
-            raise ModelInputError(f"table columns differ in length: {sorted(lengths)}")
-        return columns
+        try:
+            return decode_columns(request.inputs)
+        except TableError as exc:
+            raise ModelInputError(str(exc)) from exc
 
     def score_table(self, columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Score a whole table at once; answers as output columns. Tabular models override."""

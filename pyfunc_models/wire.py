@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Sequence
 BYTES = "BYTES"
 OUTPUT_NAME = "output"
 BASE64 = "base64"  # MLServer's content type for binary data carried as base64 text
-# A table: one input per column (numbers FP64, text BYTES). Not MLServer's own "pd": for
+# A table: one input per column (pyfunc_models.table). Not MLServer's own "pd": for
 # that, MLServer decodes the request into a DataFrame before the model sees it, and the
 # codec needs the raw typed columns.
 TABLE = "mlplatform_table"

@@ -215,6 +215,8 @@ def _start_gateway(settings: PlatformSettings, state: StackState, report: Report
     url = settings.url(settings.gateway_port)
     env = settings.child_environment(
         MLPLATFORM_GATEWAY_MLSERVER_URL=state.components["mlserver"].url,
+        MLPLATFORM_GATEWAY_MLSERVER_GRPC=settings.url(state.components["mlserver"].ports["grpc"])
+        .removeprefix("http://"),
         MLPLATFORM_GATEWAY_TRACKING_URI=state.components["mlflow"].url,
         MLPLATFORM_GATEWAY_DATABASE_URL=settings.gateway_database_url,
         MLPLATFORM_GATEWAY_JOBS_STORAGE=settings.jobs_storage,

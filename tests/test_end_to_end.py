@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -146,6 +148,30 @@ def test_tritonclient_gets_a_fraud_prediction(served):
     answer = json.loads(result.as_numpy("output").ravel()[0])
     assert answer["is_fraud"] is True
     client.close()
+
+
+TRITON_GRPC_CALL = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as triton
+
+client = triton.InferenceServerClient(sys.argv[1])
+tensor = triton.InferInput("x", [2], "BYTES")
+tensor.set_data_from_numpy(np.array([json.dumps({"a": 10}), json.dumps({"a": 1.5})], dtype=object))
+result = client.infer("echo", [tensor])
+print(json.dumps([json.loads(v) for v in result.as_numpy("output").ravel()]))
+"""
+
+
+def test_tritonclient_over_grpc_gets_json_answers(served):
+    """Over gRPC a BYTES answer must be bytes (MLServer refuses str there): the codec sends
+    UTF-8 bytes, which REST still renders as the same JSON string.  In a process of its own:
+    tritonclient's protobufs and MLServer's (imported by other tests) share names."""
+    target = f"127.0.0.1:{served.env['MLPLATFORM_MLSERVER_GRPC_PORT']}"
+    result = subprocess.run([sys.executable, "-c", TRITON_GRPC_CALL, target],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == [{"result": 20}, {"result": 3.0}]
 
 
 def test_notebook_path_matches_the_served_answer(registry, server):

@@ -5,6 +5,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
@@ -128,15 +129,13 @@ def _table_round_trip(model, frame):
     from mlserver.codecs import NumpyCodec
     from mlserver.types import InferenceRequest
 
-    from gateway.table import table_answers, table_request
+    from gateway.table import output_columns, table_answers, table_request
+    from pyfunc_models.table import encode_frame
 
-    request = table_request(frame, "model")
-    for tensor in request["inputs"]:  # JSON would carry NaN as null
-        tensor["data"] = [None if isinstance(v, float) and np.isnan(v) else v
-                          for v in list(tensor["data"])]
+    request = orjson.loads(orjson.dumps(table_request(encode_frame(frame))))  # as sent: JSON
     columns = model.predict(None, InferenceRequest.model_validate(request))
     body = {"outputs": [NumpyCodec.encode_output(k, v).model_dump() for k, v in columns.items()]}
-    return table_answers(body, len(frame))
+    return table_answers(output_columns(body), len(frame))
 
 
 @pytest.mark.parametrize("trainer, model_class", [(train, FraudModel),

@@ -264,11 +264,13 @@ def test_body_over_the_limit_is_413(served, gateway):
 # ---------------------------------------------------------------- 503
 
 
-def start_gateway(tmp_path, mlserver_url: str, timeout: float = 2.0):
+def start_gateway(tmp_path, mlserver_url: str, timeout: float = 2.0, **settings: str):
+    """A gateway of its own; ``settings`` are extra MLPLATFORM_GATEWAY_* values (lower case)."""
     port = free_port()
     env = {**stack_environment(tmp_path), "MLPLATFORM_GATEWAY_MLSERVER_URL": mlserver_url,
            "MLPLATFORM_GATEWAY_TIMEOUT": str(timeout),
-           "MLPLATFORM_GATEWAY_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+           "MLPLATFORM_GATEWAY_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+           **{f"MLPLATFORM_GATEWAY_{key.upper()}": value for key, value in settings.items()}}
     process = subprocess.Popen([sys.executable, "-m", "uvicorn", "gateway.app:app", "--port",
                                 str(port)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -342,3 +344,45 @@ def test_bad_value_in_a_batch_names_column_and_row(gateway):
     with pytest.raises(ModelFailed) as raised:
         gateway.forward_batch(file=frame.to_csv(index=False).encode(), filename="t.csv")
     assert "column 'hour'" in raised.value.detail and "rows 6" in raised.value.detail
+
+
+def test_table_batches_over_rest_and_grpc_agree(served, gateway, tmp_path):
+    """The stack's gateway sends tables over gRPC; one without a gRPC address sends JSON."""
+    frame = generate_transactions(300, seed=33)[list(FEATURES)]
+    upload = frame.to_csv(index=False).encode()
+    process, url = start_gateway(tmp_path, served.mlserver_url, timeout=20,
+                                 tracking_uri=served.mlflow_url, mlserver_grpc="")
+    try:
+        over_rest = GatewayClient(url)
+        for model in ("fraud", "fraud_scenario"):
+            grpc_answer = gateway.forward_batch(file=upload, filename="t.csv", model=model)
+            rest_answer = over_rest.forward_batch(file=upload, filename="t.csv", model=model)
+            assert grpc_answer["results"] == rest_answer["results"]
+            assert len(grpc_answer["results"]) == 300
+    finally:
+        stop(process)
+
+
+def test_missing_text_cell_in_a_batch_names_column_and_row(gateway):
+    frame = generate_transactions(10, seed=34)[list(FEATURES)]
+    frame.loc[4, "country"] = None
+    with pytest.raises(ModelFailed) as raised:
+        gateway.forward_batch(file=frame.to_csv(index=False).encode(), filename="t.csv")
+    assert "column 'country'" in raised.value.detail and "rows 4" in raised.value.detail
+
+
+def test_grpc_unreachable_is_503_for_batches_while_singles_still_work(served, tmp_path):
+    process, url = start_gateway(tmp_path, served.mlserver_url, timeout=5,
+                                 tracking_uri=served.mlflow_url,
+                                 mlserver_grpc=f"127.0.0.1:{free_port()}")
+    try:
+        client = GatewayClient(url)
+        assert client.forward({"a": 2}, model="echo") == {"result": 4}
+        frame = generate_transactions(10, seed=35)[list(FEATURES)]
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable) as raised:
+            client.forward_batch(file=frame.to_csv(index=False).encode(), filename="t.csv")
+        assert time.monotonic() - started < 10
+        assert "unreachable over gRPC" in raised.value.detail
+    finally:
+        stop(process)
