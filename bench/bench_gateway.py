@@ -1,25 +1,33 @@
 """The gateway's cost, measured side by side in one run on the ONNX fraud model.
 
-1. ``/forward`` vs direct V2 ``/v2/models/fraud/infer`` on the same MLServer,
-   same concurrency (1 and 16): throughput ratio and added p50 latency.
+1. ``/forward`` vs direct V2 ``/v2/models/fraud/infer`` on the same MLServer, same
+   concurrency (1 and 16): throughput ratio and added p50 latency.
    Targets: >= 0.8x the direct throughput, <= 2 ms added at p50.
+   Beside them, on the same MLServer: the gateway with request sharing turned off
+   (``MLPLATFORM_GATEWAY_COALESCE_MAX_BATCH=1``) and ``relay.py``, a bare ASGI relay
+   with no framework and no checks -- the floor of any Python HTTP hop.
 2. ``/forward_batch`` with a 100,000-row CSV upload, end to end (upload, parse,
-   MLServer, answers back).  Target: >= 200,000 rows/s.
+   MLServer over gRPC, answers back), one warm-up run then the median of the runs.
+   Target: >= 200,000 rows/s.
 
     python bench/bench_gateway.py [--seconds 8] [--concurrency 1 16] [--rows 100000]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import sys
 import time
+from pathlib import Path
 
 import requests
-from harness import cell, measure, throwaway_stack
+from harness import asgi_server, cell, measure, throwaway_stack
 
 from pyfunc_models.fraud.data import generate_transactions
 from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURES
 from pyfunc_models.wire import json_request
+from scripts import stack
 
 
 def main() -> int:
@@ -27,34 +35,52 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    with throwaway_stack(["fraud"]) as settings:
+    with throwaway_stack(["fraud"]) as settings, contextlib.ExitStack() as servers:
         direct = settings.url(settings.mlserver_http_port) + "/v2/models/fraud/infer"
         gateway = settings.url(settings.gateway_port)
-        print("| concurrency | direct V2 req/s | p50 / p99 ms | gateway /forward req/s | p50 / p99 ms "
-              "| throughput ratio | added p50 ms |")
-        print("|---|---|---|---|---|---|---|")
+        state = settings.state_path
+        unshared = servers.enter_context(asgi_server("gateway.app:app", {
+            "MLPLATFORM_GATEWAY_MLSERVER_URL": settings.url(settings.mlserver_http_port),
+            "MLPLATFORM_GATEWAY_TRACKING_URI": stack.tracking_uri(settings),
+            "MLPLATFORM_GATEWAY_DATABASE_URL": f"sqlite:///{state / 'unshared.db'}",
+            "MLPLATFORM_GATEWAY_JOBS_STORAGE": str(state / "unshared-jobs"),
+            "MLPLATFORM_GATEWAY_COALESCE_MAX_BATCH": "1"}, cwd=state))
+        relay = servers.enter_context(asgi_server("relay:app", {"RELAY_TARGET": direct},
+                                                  cwd=Path(__file__).parent))
+        paths = [("gateway /forward", gateway + "/forward?model=fraud", EXAMPLE_TRANSACTION),
+                 ("gateway, sharing off", unshared + "/forward?model=fraud", EXAMPLE_TRANSACTION),
+                 ("bare ASGI relay", relay, EXAMPLE_TRANSACTION)]
+        print("| concurrency | path | req/s | p50 / p99 ms | x direct | added p50 ms |")
+        print("|---|---|---|---|---|---|")
         for concurrency in args.concurrency:
             v2 = measure(direct, json_request(EXAMPLE_TRANSACTION, "fraud"), concurrency,
                          args.seconds)
-            forward = measure(gateway + "/forward?model=fraud", EXAMPLE_TRANSACTION, concurrency,
-                              args.seconds)
-            print(f"| {concurrency} | {cell(v2)} | {cell(forward)} | "
-                  f"{forward['rps'] / v2['rps']:.2f} | {forward['p50_ms'] - v2['p50_ms']:+.2f} |",
-                  flush=True)
+            print(f"| {concurrency} | direct V2 | {cell(v2)} | 1.00 | |", flush=True)
+            for label, url, body in paths:
+                hop = measure(url, body, concurrency, args.seconds)
+                print(f"| {concurrency} | {label} | {cell(hop)} | {hop['rps'] / v2['rps']:.2f} | "
+                      f"{hop['p50_ms'] - v2['p50_ms']:+.2f} |", flush=True)
 
         rows = generate_transactions(args.rows, seed=1)[list(FEATURES)].to_csv(index=False).encode()
-        print(f"\n/forward_batch, {args.rows:,}-row CSV ({len(rows) / 1e6:.1f} MB), end to end:")
-        for attempt in range(args.repeats):
+        print(f"\n/forward_batch, {args.rows:,}-row CSV ({len(rows) / 1e6:.1f} MB), end to end "
+              f"(1 warm-up, then {args.repeats} runs):")
+        rates = []
+        for attempt in range(args.repeats + 1):
             started = time.perf_counter()
             response = requests.post(gateway + "/forward_batch?model=fraud",
                                      files={"file": ("transactions.csv", rows)}, timeout=600)
             elapsed = time.perf_counter() - started
             assert response.status_code == 200, response.text[:300]
             assert response.json()["rows"] == args.rows
-            print(f"  run {attempt + 1}: {elapsed:.2f} s = {args.rows / elapsed:,.0f} rows/s")
+            if attempt:
+                rates.append(args.rows / elapsed)
+            print(f"  {'run ' + str(attempt) if attempt else 'warm-up'}: {elapsed:.2f} s = "
+                  f"{args.rows / elapsed:,.0f} rows/s")
+        print(f"  median: {statistics.median(rates):,.0f} rows/s "
+              f"(min {min(rates):,.0f}, max {max(rates):,.0f})")
     return 0
 
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence
 
@@ -16,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyfunc_models.registration import register  # noqa: E402
 from scripts import stack  # noqa: E402
-from scripts.processes import free_port  # noqa: E402
+from scripts.processes import free_port, spawn, wait_until  # noqa: E402
 from scripts.settings import PlatformSettings, load_settings  # noqa: E402
 
 
@@ -72,6 +75,32 @@ async def _load(url: str, body: dict, concurrency: int, seconds: float) -> Dict[
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
         "errors": errors,
     }
+
+
+@contextlib.contextmanager
+def asgi_server(app: str, env: Dict[str, str], cwd: Path) -> Iterator[str]:
+    """``uvicorn <app>`` on a free port (as ``mlplatform up`` runs the gateway); yields its URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--no-access-log",
+               "--log-level", "warning"]
+    url = f"http://127.0.0.1:{port}"
+    process = spawn(app, command, env={**os.environ, **env}, cwd=cwd, url=url,
+                    log=cwd / f"{app.replace(':', '_')}-{port}.log", ports={"http": port})
+    try:
+        wait_until(lambda: _answers(url), process, timeout=60, what="answering")
+        yield url
+    finally:
+        process.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url + "/health", timeout=1)
+    except urllib.error.HTTPError:
+        return True  # it answered (the relay has no /health)
+    except OSError:
+        return False
+    return True
 
 
 def measure(url: str, body: dict, concurrency: int, seconds: float) -> Dict[str, float]:

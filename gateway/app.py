@@ -27,6 +27,7 @@ from pyfunc_models.wire import (
 )
 
 from . import batch
+from .coalescing import Coalescer
 from .directory import ModelDirectory, ServedModel
 from .errors import (
     BadRequest,
@@ -64,6 +65,7 @@ def create_app(settings: Optional[GatewaySettings] = None) -> FastAPI:
         app.state.tables = (
             GrpcUpstream(settings.mlserver_grpc, settings.timeout, settings.max_body_bytes)
             if settings.mlserver_grpc else app.state.upstream)
+        app.state.coalescer = Coalescer(max_batch=max(1, settings.coalesce_max_batch))
         app.state.directory = ModelDirectory(app.state.upstream, settings.tracking_uri,
                                              settings.alias)
         app.state.store = Store(settings.database_url)
@@ -111,6 +113,18 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
             await token_group(request)
 
     guarded = [Depends(predict_access)]
+
+    async def score_document(request: Request, served: ServedModel, document: Any) -> Any:
+        """One JSON document's answer; concurrent calls to a model share V2 requests."""
+        server = upstream(request)
+
+        async def send(documents: List[Any]) -> List[Any]:
+            return await _infer(server, served, documents_request(documents, served.name))
+
+        if settings.coalesce_max_batch <= 1:
+            return (await send([document]))[0]
+        return await request.app.state.coalescer.score((served.name, served.version or ""),
+                                                       document, send)
 
     page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
 
@@ -163,7 +177,7 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
             if served.input_format == "base64":
                 raise BadRequest(f"model {served.name!r} takes an image: send multipart/form-data "
                                  "with the file in field 'image'", field="image")
-            body = documents_request([data], served.name)
+            return _with_model(_shaped(served, await score_document(request, served, data)), served)
         answers = await _infer(upstream(request), served, body)
         return _with_model(_shaped(served, answers[0]), served)
 
@@ -204,8 +218,7 @@ def _routes(app: FastAPI, settings: GatewaySettings) -> None:
         data = await _json_body(request)
         if not isinstance(data, dict):
             raise BadRequest("expected one transaction as a JSON object", field="body")
-        answers = await _infer(upstream(request), served, documents_request([data], served.name))
-        return _with_model(answers[0], served)
+        return _with_model(await score_document(request, served, data), served)
 
     @app.post("/predict", tags=["fraud"], dependencies=guarded, summary="Binary fraud on one transaction",
               openapi_extra=_transaction_openapi())

@@ -18,6 +18,9 @@ class GatewaySettings(BaseSettings):
     mlserver_grpc: str = ""
     tracking_uri: str = "http://127.0.0.1:5000"
     timeout: float = 30.0                  # seconds for one call to MLServer
+    # Concurrent /forward, /predict calls to one model share one V2 request (coalescing.py);
+    # at most this many documents per request, 0 or 1 turns sharing off.
+    coalesce_max_batch: int = 32
     max_body_bytes: int = 128 * 1024 * 1024  # seed 000: RabbitMQ's 128 MB message limit
     alias: str = "champion"
 

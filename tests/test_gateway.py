@@ -177,6 +177,55 @@ def test_async_client_twin(served):
     assert echo == {"result": 6} and "fraud_probability" in fraud
 
 
+def test_concurrent_forwards_share_requests_yet_each_gets_its_own_answer(served):
+    """Bursts of 24 simultaneous /forward calls, every fourth one bad: the gateway shares
+    V2 requests between them (coalescing.py), and still each caller gets exactly its own
+    answer.  Sharing needs calls to overlap, so bursts repeat until one shows it."""
+    callers = 24
+    sessions = [requests.Session() for _ in range(callers)]
+    for session in sessions:  # open every connection before the burst
+        session.post(served.gateway_url + "/forward?model=echo", json={"a": 0}, timeout=30)
+
+    def burst(offset: int):
+        barrier, answers = threading.Barrier(callers), [None] * callers
+
+        def call(i: int) -> None:
+            n = offset + i
+            barrier.wait()
+            answers[i] = sessions[i].post(served.gateway_url + "/forward?model=echo",
+                                          json={"a": n} if n % 4 else {"b": n}, timeout=30)
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for i, response in enumerate(answers):
+            n = offset + i
+            if n % 4:
+                assert response.status_code == 200 and response.json() == {"result": 2 * n}
+            else:
+                assert response.status_code == 403 and 'field "a"' in response.json()["reason"]
+
+    good = sum(1 for i in range(callers) if i % 4)
+    for attempt in range(8):
+        before = echo_requests_served(served)
+        burst(attempt * callers)
+        if echo_requests_served(served) - before < good:  # fewer V2 requests than answers
+            break
+    else:
+        pytest.fail("no burst of simultaneous calls ever shared a V2 request")
+    for session in sessions:
+        session.close()
+
+
+def echo_requests_served(stack) -> float:
+    """MLServer's own count of successful V2 requests to echo (its Prometheus metrics)."""
+    port = stack.env["MLPLATFORM_MLSERVER_METRICS_PORT"]
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('model_infer_request_success_total{model="echo"'))
+
+
 def test_openapi_carries_examples(served):
     spec = requests.get(served.gateway_url + "/openapi.json").json()
     for route in ("/forward", "/forward_batch", "/evaluate", "/predict", "/predict_scenario"):
