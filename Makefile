@@ -43,6 +43,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_parallel_workers.py
 	$(BIN)/python bench/bench_onnx_vs_sklearn.py
+	$(BIN)/python bench/bench_gateway.py
 
 clean: down
 	rm -rf .mlplatform mlserver-config
