@@ -45,7 +45,7 @@ from .jobs import JobWorker
 from .limits import BodySizeLimit
 from .settings import GatewaySettings
 from .store import SUCCEEDED, Store
-from .table import table_answers
+from .table import infer_in_parts, table_answers
 from .upstream import V2Upstream
 
 PARAM_HEADER = "x-param-"
@@ -330,8 +330,9 @@ async def _score_batch(state: Any, served: ServedModel,
         ids = ([{"id": v} for v in rows["id"].tolist()] if "id" in rows.columns
                else [{}] * len(rows))
         if served.accepts_table:
-            columns = await state.tables.infer_table(served.name, encode_frame(rows),
-                                                     served.version)
+            columns = await infer_in_parts(state.tables.infer_table, served.name,
+                                           encode_frame(rows), served.version,
+                                           state.settings.table_request_bytes)
             try:
                 return table_answers(columns, len(rows)), ids
             except (KeyError, TypeError, ValueError) as exc:

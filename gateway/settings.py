@@ -21,6 +21,9 @@ class GatewaySettings(BaseSettings):
     # Concurrent /forward, /predict calls to one model share one V2 request (coalescing.py);
     # at most this many documents per request, 0 or 1 turns sharing off.
     coalesce_max_batch: int = 32
+    # Column data per table request (a larger batch goes as several requests, in order);
+    # under MLServer's gRPC message limit (128 MB, mlserver_configs).
+    table_request_bytes: int = 64 * 1024 * 1024
     max_body_bytes: int = 128 * 1024 * 1024  # seed 000: RabbitMQ's 128 MB message limit
     alias: str = "champion"
 

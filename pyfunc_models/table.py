@@ -79,6 +79,10 @@ class TableColumn:
         """The V2 gRPC ``raw_input_contents`` element."""
         return to_raw(self.values, self.datatype)
 
+    def rows(self, start: int, stop: int) -> "TableColumn":
+        """Rows ``start:stop`` (a view; text codes keep the column's categories)."""
+        return TableColumn(self.name, self.datatype, self.values[start:stop], self.categories)
+
 
 def encode_frame(frame: pd.DataFrame) -> List[TableColumn]:
     """A DataFrame as table columns: numbers and booleans as FP64, anything else as text codes."""

@@ -396,11 +396,13 @@ def test_bad_value_in_a_batch_names_column_and_row(gateway):
 
 
 def test_table_batches_over_rest_and_grpc_agree(served, gateway, tmp_path):
-    """The stack's gateway sends tables over gRPC; one without a gRPC address sends JSON."""
+    """The stack's gateway sends a table over gRPC in one request; one without a gRPC
+    address sends it as JSON, here in parts of at most 1,000 bytes (~15 rows) each."""
     frame = generate_transactions(300, seed=33)[list(FEATURES)]
     upload = frame.to_csv(index=False).encode()
     process, url = start_gateway(tmp_path, served.mlserver_url, timeout=20,
-                                 tracking_uri=served.mlflow_url, mlserver_grpc="")
+                                 tracking_uri=served.mlflow_url, mlserver_grpc="",
+                                 table_request_bytes="1000")
     try:
         over_rest = GatewayClient(url)
         for model in ("fraud", "fraud_scenario"):

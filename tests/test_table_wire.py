@@ -113,3 +113,24 @@ def test_raw_contents_are_little_endian_as_v2_specifies():
     assert to_raw([1], "INT32") == b"\x01\x00\x00\x00"
     assert to_raw([b"ab"], "BYTES") == b"\x02\x00\x00\x00ab"
     assert np.frombuffer(to_raw([2.0], "FP64"), "<f8")[0] == 2.0
+
+
+def test_a_table_goes_in_parts_joined_back_in_row_order():
+    import asyncio
+
+    from gateway.table import infer_in_parts
+
+    sent = []
+
+    async def infer_table(model, columns, version):
+        sent.append(len(columns[0].values))
+        decoded = decode_columns(InferenceRequest.model_validate(
+            orjson.loads(orjson.dumps(table_request(columns)))).inputs)
+        return {"hour": decoded["hour"].tolist(), "country": decoded["country"].tolist()}
+
+    frame = pd.DataFrame({"hour": range(10), "country": ["DE", "FR"] * 5})
+    answer = asyncio.run(infer_in_parts(infer_table, "m", encode_frame(frame), None,
+                                        max_request_bytes=3 * 12))  # 12 bytes a row: 3 rows
+    assert sent == [3, 3, 3, 1]
+    assert answer["hour"].tolist() == list(range(10))
+    assert answer["country"].tolist() == ["DE", "FR"] * 5
