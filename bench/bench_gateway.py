@@ -42,27 +42,29 @@ def main() -> int:
         direct = settings.url(settings.mlserver_http_port) + "/v2/models/fraud/infer"
         gateway = settings.url(settings.gateway_port)
         state = settings.state_path
-        unshared = servers.enter_context(asgi_server("gateway.app:app", {
+        gateway_pid = stack.StackState(state).components["gateway"].pid
+        unshared, unshared_pid = servers.enter_context(asgi_server("gateway.app:app", {
             "MLPLATFORM_GATEWAY_MLSERVER_URL": settings.url(settings.mlserver_http_port),
             "MLPLATFORM_GATEWAY_TRACKING_URI": stack.tracking_uri(settings),
             "MLPLATFORM_GATEWAY_DATABASE_URL": f"sqlite:///{state / 'unshared.db'}",
             "MLPLATFORM_GATEWAY_JOBS_STORAGE": str(state / "unshared-jobs"),
             "MLPLATFORM_GATEWAY_COALESCE_MAX_BATCH": "1"}, cwd=state))
-        relay = servers.enter_context(asgi_server("relay:app", {"RELAY_TARGET": direct},
-                                                  cwd=Path(__file__).parent))
-        paths = [("gateway /forward", gateway + "/forward?model=fraud", EXAMPLE_TRANSACTION),
-                 ("gateway, sharing off", unshared + "/forward?model=fraud", EXAMPLE_TRANSACTION),
-                 ("bare ASGI relay", relay, EXAMPLE_TRANSACTION)]
-        print("| concurrency | path | req/s | p50 / p99 ms | x direct | added p50 ms |")
-        print("|---|---|---|---|---|---|")
+        relay, relay_pid = servers.enter_context(asgi_server(
+            "relay:app", {"RELAY_TARGET": direct}, cwd=Path(__file__).parent))
+        paths = [("gateway /forward", gateway + "/forward?model=fraud", gateway_pid),
+                 ("gateway, sharing off", unshared + "/forward?model=fraud", unshared_pid),
+                 ("bare ASGI relay", relay, relay_pid)]
+        print("| concurrency | path | req/s | p50 / p99 ms | x direct | added p50 ms "
+              "| hop CPU ms / request |")
+        print("|---|---|---|---|---|---|---|")
         for concurrency in args.concurrency:
             v2 = measure(direct, json_request(EXAMPLE_TRANSACTION, "fraud"), concurrency,
                          args.seconds)
-            print(f"| {concurrency} | direct V2 | {cell(v2)} | 1.00 | |", flush=True)
-            for label, url, body in paths:
-                hop = measure(url, body, concurrency, args.seconds)
+            print(f"| {concurrency} | direct V2 | {cell(v2)} | 1.00 | | |", flush=True)
+            for label, url, pid in paths:
+                hop = measure(url, EXAMPLE_TRANSACTION, concurrency, args.seconds, pid=pid)
                 print(f"| {concurrency} | {label} | {cell(hop)} | {hop['rps'] / v2['rps']:.2f} | "
-                      f"{hop['p50_ms'] - v2['p50_ms']:+.2f} |", flush=True)
+                      f"{hop['p50_ms'] - v2['p50_ms']:+.2f} | {hop['cpu_ms']:.3f} |", flush=True)
 
         rows = generate_transactions(args.rows, seed=1)[list(FEATURES)].to_csv(index=False).encode()
         print(f"\n/forward_batch, {args.rows:,}-row CSV ({len(rows) / 1e6:.1f} MB), end to end "

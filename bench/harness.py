@@ -11,9 +11,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import aiohttp
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -78,8 +79,9 @@ async def _load(url: str, body: dict, concurrency: int, seconds: float) -> Dict[
 
 
 @contextlib.contextmanager
-def asgi_server(app: str, env: Dict[str, str], cwd: Path) -> Iterator[str]:
-    """``uvicorn <app>`` on a free port (as ``mlplatform up`` runs the gateway); yields its URL."""
+def asgi_server(app: str, env: Dict[str, str], cwd: Path) -> Iterator[Tuple[str, int]]:
+    """``uvicorn <app>`` on a free port (as ``mlplatform up`` runs the gateway); yields its
+    URL and pid."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--no-access-log",
                "--log-level", "warning"]
@@ -88,7 +90,7 @@ def asgi_server(app: str, env: Dict[str, str], cwd: Path) -> Iterator[str]:
                     log=cwd / f"{app.replace(':', '_')}-{port}.log", ports={"http": port})
     try:
         wait_until(lambda: _answers(url), process, timeout=60, what="answering")
-        yield url
+        yield url, process.pid
     finally:
         process.stop()
 
@@ -103,9 +105,20 @@ def _answers(url: str) -> bool:
     return True
 
 
-def measure(url: str, body: dict, concurrency: int, seconds: float) -> Dict[str, float]:
-    """Closed loop: ``concurrency`` clients each send the next request when the last returns."""
-    return asyncio.run(_load(url, body, concurrency, seconds))
+def measure(url: str, body: dict, concurrency: int, seconds: float,
+            pid: Optional[int] = None) -> Dict[str, float]:
+    """Closed loop: ``concurrency`` clients each send the next request when the last returns.
+
+    With ``pid``: also ``cpu_ms``, that process's CPU time (user + system) per request --
+    a steadier measure of a hop's own cost than throughput on a shared machine.
+    """
+    process = psutil.Process(pid) if pid else None
+    before = sum(process.cpu_times()[:2]) if process else 0.0
+    result = asyncio.run(_load(url, body, concurrency, seconds))
+    if process:
+        requests_done = result["rps"] * seconds
+        result["cpu_ms"] = 1000 * (sum(process.cpu_times()[:2]) - before) / max(1, requests_done)
+    return result
 
 
 def cell(result: Dict[str, float]) -> str:
