@@ -36,7 +36,7 @@ async def infer_in_parts(infer_table: InferTable, model: str, columns: Sequence[
     request under the server's message limit and bound its memory.
     """
     rows = len(columns[0].values) if columns else 0
-    row_bytes = max(1, sum(column.values.itemsize for column in columns))
+    row_bytes = max(1, sum(column.nbytes() for column in columns) // max(1, rows))
     per_request = max(1, max_request_bytes // row_bytes)
     if rows <= per_request:
         return dict(await infer_table(model, columns, version))

@@ -80,8 +80,21 @@ class TableColumn:
         return to_raw(self.values, self.datatype)
 
     def rows(self, start: int, stop: int) -> "TableColumn":
-        """Rows ``start:stop`` (a view; text codes keep the column's categories)."""
-        return TableColumn(self.name, self.datatype, self.values[start:stop], self.categories)
+        """Rows ``start:stop``; a text column carries only the strings those rows use."""
+        values = self.values[start:stop]
+        if self.categories is None:
+            return TableColumn(self.name, self.datatype, values)
+        used, codes = np.unique(values, return_inverse=True)
+        missing = used[0] == -1 if len(used) else False
+        codes = (codes - 1 if missing else codes).astype(np.int32)  # -1 stays -1
+        kept = [self.categories[code] for code in used[1:]] if missing else \
+            [self.categories[code] for code in used]
+        return TableColumn(self.name, self.datatype, codes, kept)
+
+    def nbytes(self) -> int:
+        """About what the column weighs on the wire: its values plus its strings."""
+        text = sum(len(value.encode()) + 4 for value in self.categories or ())
+        return int(self.values.nbytes) + text
 
 
 def encode_frame(frame: pd.DataFrame) -> List[TableColumn]:

@@ -123,14 +123,18 @@ def test_a_table_goes_in_parts_joined_back_in_row_order():
     sent = []
 
     async def infer_table(model, columns, version):
-        sent.append(len(columns[0].values))
+        sent.append((len(columns[0].values), columns[1].categories))
         decoded = decode_columns(InferenceRequest.model_validate(
             orjson.loads(orjson.dumps(table_request(columns)))).inputs)
         return {"hour": decoded["hour"].tolist(), "country": decoded["country"].tolist()}
 
-    frame = pd.DataFrame({"hour": range(10), "country": ["DE", "FR"] * 5})
+    countries = ["DE"] * 4 + [None, "FR", "FR", "IT", "DE", "FR"]
+    frame = pd.DataFrame({"hour": range(10), "country": countries})
+    # 8 bytes of hour + 4 of code a row, plus the three strings once: 13 bytes a row
     answer = asyncio.run(infer_in_parts(infer_table, "m", encode_frame(frame), None,
-                                        max_request_bytes=3 * 12))  # 12 bytes a row: 3 rows
-    assert sent == [3, 3, 3, 1]
+                                        max_request_bytes=3 * 13))
+    assert [rows for rows, _ in sent] == [3, 3, 3, 1]
+    assert [categories for _, categories in sent] == [["DE"], ["DE", "FR"], ["DE", "FR", "IT"],
+                                                      ["FR"]]
     assert answer["hour"].tolist() == list(range(10))
-    assert answer["country"].tolist() == ["DE", "FR"] * 5
+    assert answer["country"].tolist() == countries
