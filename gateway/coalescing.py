@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Deque, Dict, List, Tuple
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Set, Tuple
 
 from .errors import ModelFailed
 
@@ -43,6 +43,7 @@ class Coalescer:
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._lanes: Dict[Tuple[str, str], _Lane] = {}
+        self._drainers: Set[asyncio.Task] = set()  # asyncio keeps only weak references
 
     async def score(self, key: Tuple[str, str], document: Any, send: SendDocuments) -> Any:
         """The model's answer to ``document``; ``send`` is how to reach the model."""
@@ -65,7 +66,9 @@ class Coalescer:
 
     def _start_drainer(self, lane: _Lane, send: SendDocuments) -> None:
         lane.in_flight += 1
-        asyncio.ensure_future(self._drain(lane, send))
+        task = asyncio.ensure_future(self._drain(lane, send))
+        self._drainers.add(task)
+        task.add_done_callback(self._drainers.discard)
 
     async def _drain(self, lane: _Lane, send: SendDocuments) -> None:
         """Send what waits, in batches, until nothing does (``in_flight`` counted by the caller)."""
@@ -73,7 +76,9 @@ class Coalescer:
             while lane.pending:
                 count = min(self.max_batch, len(lane.pending))
                 batch = [lane.pending.popleft() for _ in range(count)]
-                await self._send(batch, send)
+                batch = [(document, future) for document, future in batch if not future.done()]
+                if batch:  # callers that went away are not sent
+                    await self._send(batch, send)
         finally:
             lane.in_flight -= 1
 

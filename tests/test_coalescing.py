@@ -106,6 +106,7 @@ def test_a_caller_that_goes_away_does_not_break_the_others():
     answers = run(main())
     assert isinstance(answers[4], asyncio.CancelledError)
     assert [a for i, a in enumerate(answers) if i != 4] == [0, 2, 4, 6, 10]
+    assert all(4 not in batch for batch in recorder.batches)  # its document is not sent
 
 
 @pytest.mark.parametrize("max_batch", [1, 3])
