@@ -47,14 +47,7 @@ async def infer_in_parts(infer_table: InferTable, model: str, columns: Sequence[
     names = list(parts[0])
     if any(list(part) != names for part in parts):
         raise ValueError("the model answered parts of one table with different outputs")
-    return {name: np.concatenate([np.asarray(part[name], dtype=object if _is_text(part[name])
-                                             else None) for part in parts])
-            for name in names}
-
-
-def _is_text(values: Any) -> bool:
-    first = values[0] if len(values) else None
-    return isinstance(first, (str, bytes))
+    return {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in names}
 
 
 def output_columns(body: Dict[str, Any]) -> Dict[str, List[Any]]:
