@@ -50,7 +50,7 @@ def main() -> int:
             "MLPLATFORM_GATEWAY_JOBS_STORAGE": str(state / "unshared-jobs"),
             "MLPLATFORM_GATEWAY_COALESCE_MAX_BATCH": "1"}, cwd=state))
         relay, relay_pid = servers.enter_context(asgi_server(
-            "relay:app", {"RELAY_TARGET": direct}, cwd=Path(__file__).parent))
+            "relay:app", {"RELAY_TARGET": direct}, cwd=state, app_dir=Path(__file__).parent))
         paths = [("gateway /forward", gateway + "/forward?model=fraud", gateway_pid),
                  ("gateway, sharing off", unshared + "/forward?model=fraud", unshared_pid),
                  ("bare ASGI relay", relay, relay_pid)]

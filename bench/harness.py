@@ -79,12 +79,15 @@ async def _load(url: str, body: dict, concurrency: int, seconds: float) -> Dict[
 
 
 @contextlib.contextmanager
-def asgi_server(app: str, env: Dict[str, str], cwd: Path) -> Iterator[Tuple[str, int]]:
-    """``uvicorn <app>`` on a free port (as ``mlplatform up`` runs the gateway); yields its
-    URL and pid."""
+def asgi_server(app: str, env: Dict[str, str], cwd: Path,
+                app_dir: Optional[Path] = None) -> Iterator[Tuple[str, int]]:
+    """``uvicorn <app>`` on a free port (as ``mlplatform up`` runs the gateway), run in
+    ``cwd`` (its log goes there too), importing from ``app_dir``; yields its URL and pid."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--no-access-log",
                "--log-level", "warning"]
+    if app_dir is not None:
+        command += ["--app-dir", str(app_dir)]
     url = f"http://127.0.0.1:{port}"
     process = spawn(app, command, env={**os.environ, **env}, cwd=cwd, url=url,
                     log=cwd / f"{app.replace(':', '_')}-{port}.log", ports={"http": port})
