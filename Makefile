@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/mlplatform register --all
 	@for folder in $(EXAMPLES); do $(BIN)/mlplatform import $$folder || exit 1; done
 	$(BIN)/mlplatform deploy
-	$(BIN)/python -m scripts.demo
+	$(BIN)/python -m mlplatform.scripts.demo
 
 ## down: stop everything `make demo` started.
 down:

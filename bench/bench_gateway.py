@@ -24,10 +24,10 @@ from pathlib import Path
 import requests
 from harness import asgi_server, cell, measure, throwaway_stack
 
-from pyfunc_models.fraud.data import generate_transactions
-from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURES
-from pyfunc_models.wire import json_request
-from scripts import stack
+from mlplatform.pyfunc_models.fraud.data import generate_transactions
+from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURES
+from mlplatform.pyfunc_models.wire import json_request
+from mlplatform.scripts import stack
 
 
 def main() -> int:
@@ -43,7 +43,7 @@ def main() -> int:
         gateway = settings.url(settings.gateway_port)
         state = settings.state_path
         gateway_pid = stack.StackState(state).components["gateway"].pid
-        unshared, unshared_pid = servers.enter_context(asgi_server("gateway.app:app", {
+        unshared, unshared_pid = servers.enter_context(asgi_server("mlplatform.gateway.app:app", {
             "MLPLATFORM_GATEWAY_MLSERVER_URL": settings.url(settings.mlserver_http_port),
             "MLPLATFORM_GATEWAY_TRACKING_URI": stack.tracking_uri(settings),
             "MLPLATFORM_GATEWAY_DATABASE_URL": f"sqlite:///{state / 'unshared.db'}",

@@ -13,8 +13,8 @@ import sys
 
 from harness import cell, measure, throwaway_stack
 
-from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
-from pyfunc_models.wire import json_request
+from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+from mlplatform.pyfunc_models.wire import json_request
 
 MODELS = ("fraud", "fraud_sklearn")
 

@@ -14,11 +14,11 @@ import sys
 from harness import cell, measure, throwaway_stack
 from mlflow.tracking import MlflowClient
 
-from mlserver_configs.generator import ModelReference, ServerOptions, resolve, write_config
-from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
-from pyfunc_models.wire import json_request
-from scripts import stack
-from scripts.processes import free_port, spawn, wait_until
+from mlplatform.mlserver_configs.generator import ModelReference, ServerOptions, resolve, write_config
+from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+from mlplatform.pyfunc_models.wire import json_request
+from mlplatform.scripts import stack
+from mlplatform.scripts.processes import free_port, spawn, wait_until
 
 MODELS = {"echo": {"a": 10}, "fraud": EXAMPLE_TRANSACTION}
 

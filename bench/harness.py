@@ -18,10 +18,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyfunc_models.registration import register  # noqa: E402
-from scripts import stack  # noqa: E402
-from scripts.processes import free_port, spawn, wait_until  # noqa: E402
-from scripts.settings import PlatformSettings, load_settings  # noqa: E402
+from mlplatform.pyfunc_models.registration import register  # noqa: E402
+from mlplatform.scripts import stack  # noqa: E402
+from mlplatform.scripts.processes import free_port, spawn, wait_until  # noqa: E402
+from mlplatform.scripts.settings import PlatformSettings, load_settings  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@
 clients (``client.gateway``) need ``httpx``.  Importing the package pulls in
 neither MLServer nor MLflow.
 """
-from pyfunc_models.wire import WireFormatError
+from mlplatform.pyfunc_models.wire import WireFormatError
 
 from .gateway import AsyncGatewayClient, GatewayClient
 from .mlserver import (

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Union
 import requests
 from requests import Response
 
-from pyfunc_models.wire import (
+from mlplatform.pyfunc_models.wire import (
     WireFormatError,
     decode_base64_response,
     decode_json_response,

@@ -1,6 +1,6 @@
 """The gateway app: plain REST routes mapped onto V2 ``/v2/models/<name>/infer``.
 
-Run it with ``mlplatform up`` (port 8080), or ``uvicorn gateway.app:app``.
+Run it with ``mlplatform up`` (port 8080), or ``uvicorn mlplatform.gateway.app:app``.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, ORJSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 
-from pyfunc_models.table import encode_frame
-from pyfunc_models.wire import (
+from mlplatform.pyfunc_models.table import encode_frame
+from mlplatform.pyfunc_models.wire import (
     WireFormatError,
     decode_base64_response,
     decode_json_response,
@@ -287,7 +287,7 @@ def _check_file_target(settings: GatewaySettings, model: str, target: str) -> No
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from pyfunc_models.imported.descriptors import ImportSpec
+    from mlplatform.pyfunc_models.imported.descriptors import ImportSpec
 
     name, _, alias = model.partition("@")
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
@@ -474,7 +474,7 @@ def _metadata(tracking_uri: str, served: ServedModel) -> Dict[str, Any]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pyfunc_models.provenance import ProvenanceError, model_provenance
+    from mlplatform.pyfunc_models.provenance import ProvenanceError, model_provenance
 
     if served.version is None:
         raise Unavailable(f"the registry has no version for {served.name}@{served.alias}")
@@ -530,13 +530,13 @@ def _job_openapi() -> Dict[str, Any]:
 
 
 def _transaction_openapi() -> Dict[str, Any]:
-    from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+    from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
 
     return _json_body_schema({"transaction": EXAMPLE_TRANSACTION})
 
 
 def _batch_openapi(evaluate: bool = False) -> Dict[str, Any]:
-    from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+    from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
 
     row = {**EXAMPLE_TRANSACTION, **({"label": 1} if evaluate else {})}
     spec = _json_body_schema({"transactions": [row, row]})

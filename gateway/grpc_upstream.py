@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 from mlserver.grpc import dataplane_pb2 as pb
 
-from pyfunc_models.table import TABLE, TableColumn, TableError, from_raw
+from mlplatform.pyfunc_models.table import TABLE, TableColumn, TableError, from_raw
 
 from .errors import ModelFailed, TooLarge, Unavailable
 from .upstream import not_loaded

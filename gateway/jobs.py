@@ -50,7 +50,7 @@ class JobWorker:
 
     async def _run(self, job_id: str) -> None:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.run_job", job_id, env=dict(os.environ),
+            sys.executable, "-m", "mlplatform.gateway.run_job", job_id, env=dict(os.environ),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         try:
             _, errors = await asyncio.wait_for(process.communicate(),

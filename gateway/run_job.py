@@ -1,4 +1,4 @@
-"""``python -m gateway.run_job JOB_ID``: run one claimed job, in a process of its own.
+"""``python -m mlplatform.gateway.run_job JOB_ID``: run one claimed job, in a process of its own.
 
 The gateway starts one of these per job, so the data scientist's code (which
 may change directory, crash or use a lot of memory) never runs inside the
@@ -24,7 +24,7 @@ def main(job_id: str) -> int:
         print(f"no job {job_id}", file=sys.stderr)
         return 2
     try:
-        from pyfunc_models.imported.runner import run_target
+        from mlplatform.pyfunc_models.imported.runner import run_target
 
         with tempfile.TemporaryDirectory(prefix="mlplatform-job-") as folder:
             work = Path(folder)

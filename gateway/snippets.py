@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
 
 LANGUAGES = ("curl", "python", "javascript")
 

@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequ
 
 import numpy as np
 
-from pyfunc_models.table import TABLE, TableColumn
+from mlplatform.pyfunc_models.table import TABLE, TableColumn
 
 PROBABILITY_PREFIX = "probability_"
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import aiohttp
 import orjson
 
-from pyfunc_models.table import TableColumn
+from mlplatform.pyfunc_models.table import TableColumn
 
 from .errors import ModelFailed, Unavailable
 from .table import output_columns, table_request

@@ -20,10 +20,10 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Modules holding the built-in models; imported on first catalog access.
 BUILTIN_MODULES = (
-    "pyfunc_models.echo",
-    "pyfunc_models.fraud.train",
-    "pyfunc_models.images.quantize",
-    "pyfunc_models.images.digits",
+    "mlplatform.pyfunc_models.echo",
+    "mlplatform.pyfunc_models.fraud.train",
+    "mlplatform.pyfunc_models.images.quantize",
+    "mlplatform.pyfunc_models.images.digits",
 )
 
 # Distributions every served model needs, pinned to the installed versions so

@@ -25,8 +25,8 @@ def _friendly_errors(command: Callable) -> Callable:
         from mlflow.exceptions import MlflowException
         from pydantic import ValidationError
 
-        from mlserver_configs.generator import ConfigError
-        from pyfunc_models.registration import RegistrationError
+        from mlplatform.mlserver_configs.generator import ConfigError
+        from mlplatform.pyfunc_models.registration import RegistrationError
 
         from .processes import StartupError
         from .s3 import S3Unavailable
@@ -184,7 +184,7 @@ def _follow(paths) -> None:
 @main.command("models")
 def list_models() -> None:
     """List the models `mlplatform register` can train and register."""
-    from pyfunc_models.catalog import model_specs
+    from mlplatform.pyfunc_models.catalog import model_specs
 
     for spec in model_specs():
         click.echo(f"{spec.name:<12} {spec.description}")
@@ -212,7 +212,7 @@ def register(ctx: click.Context, models, every: bool, alias: Optional[str],
     Skips training when the alias already points at a version built from the
     same code and library versions (use --force to retrain anyway).
     """
-    from pyfunc_models.catalog import get_model_spec, model_specs
+    from mlplatform.pyfunc_models.catalog import get_model_spec, model_specs
 
     from .stack import StackError
 
@@ -245,8 +245,8 @@ def import_folder(ctx: click.Context, folder: Path, name: Optional[str], alias: 
     JsonToJson / Sync targets are then served by `mlplatform deploy`; FileToFile /
     Async / FileToArtifact targets run with `mlplatform run`.
     """
-    from pyfunc_models.imported.descriptors import DescriptorError
-    from pyfunc_models.imported.importer import import_folder as describe_folder
+    from mlplatform.pyfunc_models.imported.descriptors import DescriptorError
+    from mlplatform.pyfunc_models.imported.importer import import_folder as describe_folder
 
     from .stack import StackError
 
@@ -288,10 +288,10 @@ def run(ctx: click.Context, model: str, target: str, file: Path, output: Path,
     import json
     import tempfile
 
-    from mlserver_configs.generator import ModelReference
-    from pyfunc_models.errors import ModelInputError
-    from pyfunc_models.imported.descriptors import DescriptorError
-    from pyfunc_models.imported.runner import run_target
+    from mlplatform.mlserver_configs.generator import ModelReference
+    from mlplatform.pyfunc_models.errors import ModelInputError
+    from mlplatform.pyfunc_models.imported.descriptors import DescriptorError
+    from mlplatform.pyfunc_models.imported.runner import run_target
 
     from .stack import StackError, StackState
     from .stack import tracking_uri as resolve_tracking
@@ -321,7 +321,7 @@ def run(ctx: click.Context, model: str, target: str, file: Path, output: Path,
 def _register_and_report(settings: PlatformSettings, spec, tracking_uri: Optional[str],
                          experiment: Optional[str], force: bool):
     """Check MLflow and the artifact store answer, register, and print what happened."""
-    from pyfunc_models.registration import register as register_model
+    from mlplatform.pyfunc_models.registration import register as register_model
 
     from .stack import StackError, StackState, http_ok
     from .stack import tracking_uri as resolve_tracking
@@ -390,8 +390,8 @@ def metadata(ctx: click.Context, model: str, as_json: bool, tracking_uri: Option
     """
     import json
 
-    from mlserver_configs.generator import ModelReference
-    from pyfunc_models.provenance import ProvenanceError, model_provenance
+    from mlplatform.mlserver_configs.generator import ModelReference
+    from mlplatform.pyfunc_models.provenance import ProvenanceError, model_provenance
 
     from .stack import StackError
     from .stack import tracking_uri as resolve_tracking
@@ -446,7 +446,7 @@ def mlserver_config(ctx: click.Context, models, max_batch_size: int, max_batch_t
     """
     from mlflow.tracking import MlflowClient
 
-    from mlserver_configs.generator import (
+    from mlplatform.mlserver_configs.generator import (
         BatchingOptions,
         ModelReference,
         models_with_alias,
@@ -484,7 +484,7 @@ def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: floa
     Without --model: every model that has the alias. With --model: exactly those
     (models served before and not named are unloaded).
     """
-    from mlserver_configs.generator import BatchingOptions, ModelReference
+    from mlplatform.mlserver_configs.generator import BatchingOptions, ModelReference
 
     from .stack import deploy as deploy_models
     from .stack import mlserver_url
@@ -516,7 +516,7 @@ def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: floa
 def snippet(ctx: click.Context, route: str, language: str, model: Optional[str],
             base_url: Optional[str]) -> None:
     """Print a working request to a gateway ROUTE (e.g. /forward, /predict, /forward_batch)."""
-    from gateway.snippets import snippet as make_snippet
+    from mlplatform.gateway.snippets import snippet as make_snippet
 
     from .stack import StackError, gateway_url
 
@@ -537,7 +537,7 @@ def token() -> None:
 @_friendly_errors
 def token_create(ctx: click.Context, group: str) -> None:
     """Create a token for GROUP. It is printed once; only its hash is stored."""
-    from gateway.store import Store
+    from mlplatform.gateway.store import Store
 
     token_id, secret = Store(_settings(ctx).gateway_database_url).create_token(group)
     click.echo(f"token {token_id} for group {group!r} (shown once, keep it safe):")
@@ -549,7 +549,7 @@ def token_create(ctx: click.Context, group: str) -> None:
 @_friendly_errors
 def token_list(ctx: click.Context) -> None:
     """List tokens (ids and groups; the tokens themselves are not stored)."""
-    from gateway.store import Store
+    from mlplatform.gateway.store import Store
 
     for row in Store(_settings(ctx).gateway_database_url).tokens():
         state = "revoked" if row.revoked else "active"
@@ -562,7 +562,7 @@ def token_list(ctx: click.Context) -> None:
 @_friendly_errors
 def token_revoke(ctx: click.Context, token_id: str) -> None:
     """Revoke the token with TOKEN_ID (see `mlplatform token list`)."""
-    from gateway.store import Store
+    from mlplatform.gateway.store import Store
 
     from .stack import StackError
 

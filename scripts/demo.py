@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, List, Tuple
 
-from client import GatewayClient, InferenceServerError, MLServerClient, ServerUnreachable
-from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
-from pyfunc_models.wire import json_request
+from mlplatform.client import GatewayClient, InferenceServerError, MLServerClient, ServerUnreachable
+from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+from mlplatform.pyfunc_models.wire import json_request
 
 from .settings import load_settings
 from .stack import StackState
@@ -29,7 +29,7 @@ def _sample_photo() -> bytes:
 def _sample_digit() -> bytes:
     from sklearn.datasets import load_digits
 
-    from pyfunc_models.images.digits import digit_png
+    from mlplatform.pyfunc_models.images.digits import digit_png
 
     return digit_png(load_digits().data[3], scale=6)  # a "3"
 
@@ -88,7 +88,7 @@ def main() -> int:
     gateway = state.components.get("gateway")
     forward = ""
     if gateway is not None:
-        from gateway.snippets import snippet
+        from mlplatform.gateway.snippets import snippet
 
         with GatewayClient(gateway.url) as client:  # the printed example, checked first
             answer = client.forward({"a": 10})
@@ -106,7 +106,7 @@ Ask MLServer yourself:
        -d '{body}'
 
 From Python or a notebook:
-  from client import MLServerClient
+  from mlplatform.client import MLServerClient
   MLServerClient("{mlserver.url}").predict("echo", {{"a": 10}})
   import mlflow; mlflow.set_tracking_uri("{mlflow.url}")
   mlflow.pyfunc.load_model("models:/echo@champion").predict({{"a": 10}})

@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mlserver_configs.generator import DEFAULT_PARALLEL_WORKERS
+from mlplatform.mlserver_configs.generator import DEFAULT_PARALLEL_WORKERS
 
 
 def _env(*names: str) -> AliasChoices:

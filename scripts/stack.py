@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 import requests
 from mlflow.tracking import MlflowClient
 
-from mlserver_configs.generator import (
+from mlplatform.mlserver_configs.generator import (
     BatchingOptions,
     ModelReference,
     ServerOptions,
@@ -221,7 +221,7 @@ def _start_gateway(settings: PlatformSettings, state: StackState, report: Report
         MLPLATFORM_GATEWAY_DATABASE_URL=settings.gateway_database_url,
         MLPLATFORM_GATEWAY_JOBS_STORAGE=settings.jobs_storage,
     )
-    command = [sys.executable, "-m", "uvicorn", "gateway.app:app", "--host", settings.host,
+    command = [sys.executable, "-m", "uvicorn", "mlplatform.gateway.app:app", "--host", settings.host,
                "--port", str(settings.gateway_port), "--no-server-header"]
     if not settings.gateway_access_log:  # a log line per request costs ~10 % throughput
         command.append("--no-access-log")

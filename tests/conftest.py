@@ -22,7 +22,7 @@ import psutil
 import pytest
 import requests
 
-from scripts.processes import free_port
+from mlplatform.scripts.processes import free_port
 
 BIN = Path(sys.executable).parent
 MLPLATFORM = str(BIN / "mlplatform")

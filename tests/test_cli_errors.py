@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from mlflow.tracking import MlflowClient
 
-from scripts.processes import free_port
+from mlplatform.scripts.processes import free_port
 from tests.conftest import MLPLATFORM, stack_environment, stop, wait_for_http
 
 
@@ -134,7 +134,7 @@ def test_minio_up_runs_real_minio_with_the_bucket(tmp_path):
         result = run("minio", "up", env=env)
         assert result.returncode == 0, result.stderr
         endpoint = result.stdout.strip().splitlines()[-1].split("=", 1)[1]
-        from scripts.s3 import s3_client
+        from mlplatform.scripts.s3 import s3_client
         buckets = s3_client(endpoint, "minio-test-user", "minio-test-secret").list_buckets()
         assert "mlplatform" in {b["Name"] for b in buckets["Buckets"]}
     finally:

@@ -7,8 +7,8 @@ from typing import Any, List
 
 import pytest
 
-from gateway.coalescing import Coalescer
-from gateway.errors import ModelFailed, Unavailable
+from mlplatform.gateway.coalescing import Coalescer
+from mlplatform.gateway.errors import ModelFailed, Unavailable
 
 KEY = ("echo", "1")
 

@@ -12,15 +12,15 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from client import (
+from mlplatform.client import (
     InferenceServerError,
     MLServerClient,
     create_request_to_mlserver_model,
     decode_answer,
     send_request_to_mlserver_model,
 )
-from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
-from scripts.s3 import s3_client
+from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
+from mlplatform.scripts.s3 import s3_client
 from tests.conftest import S3_KEY, S3_SECRET
 
 LEGIT = {**EXAMPLE_TRANSACTION, "amount": 23.5, "hour": 13, "merchant_category": "grocery",
@@ -246,7 +246,7 @@ def test_forced_reregistration_is_served_after_deploy(served, registry, server):
 
 
 def decode_answer_body(body):
-    from pyfunc_models.wire import decode_json_response
+    from mlplatform.pyfunc_models.wire import decode_json_response
 
     return decode_json_response(body)
 
@@ -263,7 +263,7 @@ def test_mlserver_config_for_a_hand_run_mlserver_start(served, tmp_path):
     """The guide's flow: generate the folder, then `mlserver start <folder>` serves the models."""
     import subprocess
 
-    from scripts.processes import free_port
+    from mlplatform.scripts.processes import free_port
     from tests.conftest import BIN, stop, wait_for_http
 
     port = free_port()
@@ -307,8 +307,8 @@ def test_metadata_of_a_model_without_onnx_is_a_clear_error(served):
 
 
 def test_served_onnx_and_sklearn_fraud_agree(server):
-    from pyfunc_models.fraud.data import generate_transactions
-    from pyfunc_models.fraud.features import FEATURES
+    from mlplatform.pyfunc_models.fraud.data import generate_transactions
+    from mlplatform.pyfunc_models.fraud.features import FEATURES
 
     rows = generate_transactions(1_000, seed=11)[list(FEATURES)].to_dict(orient="records")
     onnx, sklearn = server.predict("fraud", rows), server.predict("fraud_sklearn", rows)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from pyfunc_models.catalog import BuildContext
-from pyfunc_models.errors import ModelInputError
-from pyfunc_models.fraud.data import SCENARIOS, generate_transactions
-from pyfunc_models.fraud.features import (
+from mlplatform.pyfunc_models.catalog import BuildContext
+from mlplatform.pyfunc_models.errors import ModelInputError
+from mlplatform.pyfunc_models.fraud.data import SCENARIOS, generate_transactions
+from mlplatform.pyfunc_models.fraud.features import (
     BOOLEAN,
     CATEGORICAL,
     EXAMPLE_TRANSACTION,
@@ -23,9 +23,9 @@ from pyfunc_models.fraud.features import (
     transactions_to_columns,
     transactions_to_frame,
 )
-from pyfunc_models.fraud.model import FraudModel, ScenarioModel
-from pyfunc_models.fraud.train import train, train_scenario
-from pyfunc_models.onnx_tabular import (
+from mlplatform.pyfunc_models.fraud.model import FraudModel, ScenarioModel
+from mlplatform.pyfunc_models.fraud.train import train, train_scenario
+from mlplatform.pyfunc_models.onnx_tabular import (
     METADATA_KEYS,
     OnnxTabular,
     export_pipeline,
@@ -129,8 +129,8 @@ def _table_round_trip(model, frame):
     from mlserver.codecs import NumpyCodec
     from mlserver.types import InferenceRequest
 
-    from gateway.table import output_columns, table_answers, table_request
-    from pyfunc_models.table import encode_frame
+    from mlplatform.gateway.table import output_columns, table_answers, table_request
+    from mlplatform.pyfunc_models.table import encode_frame
 
     request = orjson.loads(orjson.dumps(table_request(encode_frame(frame))))  # as sent: JSON
     columns = model.predict(None, InferenceRequest.model_validate(request))

@@ -16,7 +16,7 @@ import requests
 from PIL import Image
 from sklearn.datasets import load_digits, load_sample_image
 
-from client.gateway import (
+from mlplatform.client.gateway import (
     AsyncGatewayClient,
     BadRequest,
     GatewayClient,
@@ -24,10 +24,10 @@ from client.gateway import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from pyfunc_models.fraud.data import generate_transactions
-from pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURES
-from pyfunc_models.images.digits import digit_png
-from scripts.processes import free_port
+from mlplatform.pyfunc_models.fraud.data import generate_transactions
+from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURES
+from mlplatform.pyfunc_models.images.digits import digit_png
+from mlplatform.scripts.processes import free_port
 from tests.conftest import GATEWAY_BODY_LIMIT, stack_environment, stop, wait_for_http
 
 MODEL_FAILED = "модель не смогла обработать данные"
@@ -320,7 +320,7 @@ def start_gateway(tmp_path, mlserver_url: str, timeout: float = 2.0, **settings:
            "MLPLATFORM_GATEWAY_TIMEOUT": str(timeout),
            "MLPLATFORM_GATEWAY_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
            **{f"MLPLATFORM_GATEWAY_{key.upper()}": value for key, value in settings.items()}}
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "gateway.app:app", "--port",
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "mlplatform.gateway.app:app", "--port",
                                 str(port)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -12,8 +12,8 @@ import psutil
 import pytest
 import requests
 
-from client.gateway import BadRequest, GatewayClient, Unauthorized
-from scripts.processes import free_port
+from mlplatform.client.gateway import BadRequest, GatewayClient, Unauthorized
+from mlplatform.scripts.processes import free_port
 from tests.conftest import neomaril_async_folder, stop, wait_for_http
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -67,7 +67,7 @@ def test_job_round_trip(gateway, tmp_path):
 
 
 def test_job_inputs_and_outputs_live_in_the_artifact_store(jobs_stack, gateway):
-    from scripts.s3 import s3_client
+    from mlplatform.scripts.s3 import s3_client
     from tests.conftest import S3_KEY, S3_SECRET
 
     job = gateway.submit_job(b"distance_km,items\n1,1\n", "mmf_delivery", "Batch scoring",
@@ -146,7 +146,7 @@ def test_closed_predict_routes_need_a_token(jobs_stack, token, tmp_path):
            "MLPLATFORM_GATEWAY_TRACKING_URI": jobs_stack.mlflow_url,
            "MLPLATFORM_GATEWAY_DATABASE_URL": f"sqlite:///{jobs_stack.state_dir / 'gateway.db'}",
            "MLPLATFORM_GATEWAY_JOBS_STORAGE": str(tmp_path / "jobs")}
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "gateway.app:app", "--port",
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "mlplatform.gateway.app:app", "--port",
                                 str(port)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits, load_sample_image
 
-from client import InferenceServerError, MLServerClient
-from pyfunc_models.images.digits import digit_png
+from mlplatform.client import InferenceServerError, MLServerClient
+from mlplatform.pyfunc_models.images.digits import digit_png
 
 
 @pytest.fixture(scope="module")

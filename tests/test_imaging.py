@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pyfunc_models.errors import ModelInputError
-from pyfunc_models.images import imaging
-from pyfunc_models.images.quantize import nearest_colours
+from mlplatform.pyfunc_models.errors import ModelInputError
+from mlplatform.pyfunc_models.images import imaging
+from mlplatform.pyfunc_models.images.quantize import nearest_colours
 
 
 def png(image: Image.Image) -> bytes:

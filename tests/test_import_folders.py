@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from client import InferenceServerError, MLServerClient
-from pyfunc_models.imported.descriptors import DescriptorError, read_descriptor
-from pyfunc_models.imported.importer import import_folder
-from pyfunc_models.wire import json_request
+from mlplatform.client import InferenceServerError, MLServerClient
+from mlplatform.pyfunc_models.imported.descriptors import DescriptorError, read_descriptor
+from mlplatform.pyfunc_models.imported.importer import import_folder
+from mlplatform.pyfunc_models.wire import json_request
 from tests.conftest import neomaril_async_folder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -6,7 +6,7 @@ import json
 import pytest
 from mlserver.settings import ModelSettings, Settings
 
-from mlserver_configs.generator import (
+from mlplatform.mlserver_configs.generator import (
     BatchingOptions,
     ConfigError,
     ModelReference,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gateway.snippets import EXAMPLES
+from mlplatform.gateway.snippets import EXAMPLES
 
 RUNNERS = {
     "curl": lambda path: ["bash", str(path)],
@@ -37,7 +37,7 @@ def test_every_snippet_runs_as_printed(served, tmp_path, route, language):
 
 
 def test_demo_prints_a_forward_curl_that_works(served, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "scripts.demo"], env=served.env,
+    result = subprocess.run([sys.executable, "-m", "mlplatform.scripts.demo"], env=served.env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     match = re.search(r"^(curl -s -X POST '[^']+/forward' .*?\n\s+-d '.*?')$", result.stdout,

@@ -12,8 +12,8 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc.converters import ModelInferRequestConverter
 from mlserver.types import InferenceRequest
 
-from gateway.table import table_request
-from pyfunc_models.table import (
+from mlplatform.gateway.table import table_request
+from mlplatform.pyfunc_models.table import (
     CATEGORIES,
     TableError,
     decode_columns,
@@ -118,7 +118,7 @@ def test_raw_contents_are_little_endian_as_v2_specifies():
 def test_a_table_goes_in_parts_joined_back_in_row_order():
     import asyncio
 
-    from gateway.table import infer_in_parts
+    from mlplatform.gateway.table import infer_in_parts
 
     sent = []
 

@@ -11,9 +11,9 @@ from mlserver.codecs import NumpyCodec
 from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest
 
-from pyfunc_models.echo import EchoModel
-from pyfunc_models.errors import ModelInputError
-from pyfunc_models.wire import (
+from mlplatform.pyfunc_models.echo import EchoModel
+from mlplatform.pyfunc_models.errors import ModelInputError
+from mlplatform.pyfunc_models.wire import (
     WireFormatError,
     decode_json_response,
     decode_json_tensor,

@@ -8,7 +8,7 @@ Both models learn from the same synthetic transactions and the same features:
 Each is registered as ONNX (the served default, with provenance in the file's
 metadata); ``fraud_sklearn`` is the scikit-learn original of ``fraud``.
 
-Run ``python -m pyfunc_models.fraud.train`` to see the metrics of both.
+Run ``python -m mlplatform.pyfunc_models.fraud.train`` to see the metrics of both.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 The folder's code, artifacts and extra files travel inside the MLflow model as
 one directory artifact (``bundle``), its ``requirements.txt`` becomes the
-model's pip requirements, and ``pyfunc_models`` goes along as code, so MLServer
-loads it from the registry like any other model.
+model's pip requirements; the platform runtime (``mlplatform``) is installed where MLServer
+runs, so MLServer loads it from the registry like any other model.
 
 Before anything is registered the folder is checked: the descriptor
 (``descriptors.py``), every target's function must import, and each JSON target

@@ -1,0 +1,1 @@
+"""The gateway\x27s routes, one router per area."""
