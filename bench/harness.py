@@ -16,12 +16,13 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import aiohttp
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mlflow.tracking import MlflowClient
 
-from mlplatform.pyfunc_models.registration import register  # noqa: E402
-from mlplatform.scripts import stack  # noqa: E402
-from mlplatform.scripts.processes import free_port, spawn, wait_until  # noqa: E402
-from mlplatform.scripts.settings import PlatformSettings, load_settings  # noqa: E402
+from mlplatform.mlserver_configs.serving import Serving
+from mlplatform.pyfunc_models.registration import register
+from mlplatform.scripts import stack
+from mlplatform.scripts.processes import free_port, spawn, wait_until
+from mlplatform.scripts.settings import PlatformSettings, load_settings
 
 
 @contextlib.contextmanager
@@ -38,7 +39,8 @@ def throwaway_stack(models: Sequence[str], parallel_workers: int = 0) -> Iterato
             tracking = stack.tracking_uri(settings)
             for name in models:
                 register(name, tracking)
-            failed = [o for o in stack.deploy(settings, tracking) if not o.ok]
+            serving = Serving(MlflowClient(tracking_uri=tracking), stack.local_target(settings))
+            failed = [o for o in serving.deploy_alias(settings.alias) if not o.ok]
             if failed:
                 raise RuntimeError("; ".join(o.describe() for o in failed))
             yield settings

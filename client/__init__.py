@@ -1,12 +1,12 @@
 """Python client for mlplatform models served over the V2 (Open Inference) protocol.
 
 ``MLServerClient`` and the guide's functions need only ``requests``; the gateway
-clients (``client.gateway``) need ``httpx``.  Importing the package pulls in
+clients (``mlplatform.client.gateway``) need ``httpx``.  Importing the package pulls in
 neither MLServer nor MLflow.
 """
 from mlplatform.pyfunc_models.wire import WireFormatError
 
-from .gateway import AsyncGatewayClient, GatewayClient
+from .gateway import AsyncGatewayClient, GatewayClient, GatewayError, GatewayUnreachable
 from .mlserver import (
     InferenceServerError,
     MLServerClient,
@@ -19,6 +19,8 @@ from .mlserver import (
 __all__ = [
     "AsyncGatewayClient",
     "GatewayClient",
+    "GatewayError",
+    "GatewayUnreachable",
     "InferenceServerError",
     "MLServerClient",
     "ServerUnreachable",

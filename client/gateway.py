@@ -5,8 +5,12 @@ Errors are typed by the gateway's contract, each carrying the status, the
 message and the detail (or the model's reason):
 
     GatewayError
-      BadRequest (400)   Unauthorized (401)   ModelFailed (403)
-      PayloadTooLarge (413)   ServiceUnavailable (503)
+      BadRequest (400)   Unauthorized (401)   ModelFailed (403)   NotFound (404)
+      Conflict (409)   PayloadTooLarge (413)   ServiceUnavailable (503)
+      GatewayUnreachable (no answer at all: refused, DNS, timeout)
+
+Both twins build every request in one shared base (``_Requests``, as httpx's
+``Client`` / ``AsyncClient`` share ``BaseClient``); they differ only in sending.
 
 Large uploads stream from disk with a progress bar (tqdm) when ``progress=True``.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterator, Optional, Union
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Union
 
 import httpx
 
@@ -50,12 +54,37 @@ class PayloadTooLarge(GatewayError):
     pass
 
 
+class NotFound(GatewayError):
+    pass
+
+
+class Conflict(GatewayError):
+    pass
+
+
 class ServiceUnavailable(GatewayError):
     pass
 
 
-ERRORS = {400: BadRequest, 401: Unauthorized, 403: ModelFailed, 413: PayloadTooLarge,
-          503: ServiceUnavailable}
+class GatewayUnreachable(GatewayError):
+    """No answer from the gateway at all (refused, DNS, timeout); ``status_code`` is 0."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(0, {"message": "unreachable", "detail": reason}, url)
+
+
+ERRORS = {400: BadRequest, 401: Unauthorized, 403: ModelFailed, 404: NotFound, 409: Conflict,
+          413: PayloadTooLarge, 503: ServiceUnavailable}
+FINISHED = ("Succeeded", "Failed")
+
+
+def _unreachable(exc: httpx.HTTPError, base_url: str) -> GatewayUnreachable:
+    try:
+        url = str(exc.request.url)
+    except RuntimeError:  # httpx raises when the error carries no request
+        url = base_url
+    reason = "timed out" if isinstance(exc, httpx.TimeoutException) else type(exc).__name__
+    return GatewayUnreachable(url, reason)
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -123,12 +152,17 @@ def _close_opened(request: Dict[str, Any]) -> None:
             handle.close()
 
 
-class _Routes:
-    """The request each method makes; the sync and async twins only send them."""
+class _Requests:
+    """Everything but sending: the request each method makes, shared by both twins."""
+
+    def __init__(self, base_url: str, token: Optional[str], timeout: httpx.Timeout):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     @staticmethod
-    def forward(data: Any = None, image: Optional[FileLike] = None, model: Optional[str] = None,
-                parameters: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    def _forward(data: Any = None, image: Optional[FileLike] = None, model: Optional[str] = None,
+                 parameters: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
         if image is not None:
             headers = {f"X-Param-{k}": str(v) for k, v in (parameters or {}).items()}
             return dict(method="POST", url="/forward", params=_params(model),
@@ -136,9 +170,9 @@ class _Routes:
         return dict(method="POST", url="/forward", params=_params(model), json=data)
 
     @staticmethod
-    def batch(route: str, data: Any = None, file: Optional[FileLike] = None,
-              model: Optional[str] = None, label: Optional[str] = None,
-              filename: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
+    def _batch(route: str, data: Any = None, file: Optional[FileLike] = None,
+               model: Optional[str] = None, label: Optional[str] = None,
+               filename: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
         params = _params(model, label=label)
         if file is not None:
             return dict(method="POST", url=route, params=params,
@@ -146,20 +180,51 @@ class _Routes:
         return dict(method="POST", url=route, params=params, json=data)
 
     @staticmethod
-    def job(file: FileLike, model: str, target: str, filename: Optional[str],
-            progress: bool) -> Dict[str, Any]:
+    def _job(file: FileLike, model: str, target: str, filename: Optional[str],
+             progress: bool) -> Dict[str, Any]:
         return dict(method="POST", url="/jobs", files=_upload(file, filename, progress),
                     data={"model": model, "target": target})
 
+    @staticmethod
+    def _get(url: str, **params: Any) -> Dict[str, Any]:
+        return dict(method="GET", url=url, params={k: v for k, v in params.items() if v is not None})
 
-class GatewayClient:
+    @staticmethod
+    def _post(url: str, body: Any) -> Dict[str, Any]:
+        return dict(method="POST", url=url, json=body)
+
+    @staticmethod
+    def _finished(status: Dict[str, Any], job_id: str, started: float, timeout: float) -> bool:
+        import time
+
+        if status["status"] in FINISHED:
+            return True
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"job {job_id} is still {status['status']} after {timeout}s")
+        return False
+
+
+def _result_path(destination: Union[str, os.PathLike], response: httpx.Response) -> Path:
+    """A folder gets the server's file name (RFC 6266 ``filename*`` or ``filename``)."""
+    from email.message import Message
+
+    path = Path(destination)
+    if path.is_dir():
+        message = Message()
+        message["content-disposition"] = response.headers.get("content-disposition", "")
+        name = message.get_filename() or ""
+        path = path / (Path(name).name or "result")
+    return path
+
+
+class GatewayClient(_Requests):
     """>>> GatewayClient("http://127.0.0.1:8080").forward({"a": 10})
     {'result': 20}"""
 
     def __init__(self, base_url: str, *, token: Optional[str] = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
+        super().__init__(base_url, token, timeout)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self.headers)
 
     def __enter__(self) -> "GatewayClient":
         return self
@@ -173,6 +238,8 @@ class GatewayClient:
     def _send(self, request: Dict[str, Any]) -> httpx.Response:
         try:
             response = self._http.request(**request)
+        except httpx.TransportError as exc:
+            raise _unreachable(exc, self.base_url) from exc
         finally:
             _close_opened(request)
         _raise_for(response)
@@ -182,87 +249,83 @@ class GatewayClient:
                 model: Optional[str] = None, parameters: Optional[Dict[str, str]] = None) -> Any:
         """JSON in, the model's JSON answer out; or an image in (``{"image": base64}`` back
         for image models)."""
-        return self._send(_Routes.forward(data, image, model, parameters)).json()
+        return self._send(self._forward(data, image, model, parameters)).json()
 
     def forward_batch(self, data: Any = None, *, file: Optional[FileLike] = None,
                       model: Optional[str] = None, filename: Optional[str] = None,
                       progress: bool = False) -> Dict[str, Any]:
         """A JSON list, or a .csv / .json / .zip file (path, bytes or open file)."""
-        return self._send(_Routes.batch("/forward_batch", data, file, model, None, filename,
-                                        progress)).json()
+        return self._send(self._batch("/forward_batch", data, file, model, None, filename,
+                                      progress)).json()
 
     def evaluate(self, data: Any = None, *, file: Optional[FileLike] = None,
                  model: Optional[str] = None, label: Optional[str] = None,
                  filename: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
-        return self._send(_Routes.batch("/evaluate", data, file, model, label, filename,
-                                        progress)).json()
+        return self._send(self._batch("/evaluate", data, file, model, label, filename,
+                                      progress)).json()
 
     def metadata(self, model: Optional[str] = None) -> Dict[str, Any]:
-        return self._send(dict(method="GET", url="/metadata", params=_params(model))).json()
+        return self._send(self._get("/metadata", model=model)).json()
+
+    def models(self) -> List[Dict[str, Any]]:
+        return self._send(self._get("/models")).json()
 
     def predict(self, transaction: Dict[str, Any]) -> Dict[str, Any]:
-        return self._send(dict(method="POST", url="/predict", json=transaction)).json()
+        return self._send(self._post("/predict", transaction)).json()
 
     def predict_scenario(self, transaction: Dict[str, Any]) -> Dict[str, Any]:
-        return self._send(dict(method="POST", url="/predict_scenario", json=transaction)).json()
+        return self._send(self._post("/predict_scenario", transaction)).json()
 
-    def ready(self) -> bool:
-        return self._http.get("/ready").status_code == 200
+    def is_ready(self) -> bool:
+        """Whether the gateway, MLServer and the routes' models are ready (``/ready``)."""
+        try:
+            return self._http.get("/ready").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def submit_job(self, file: FileLike, model: str, target: str, *,
                    filename: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
         """Start a job on an imported model's file target; returns at once with its id."""
-        return self._send(_Routes.job(file, model, target, filename, progress)).json()
+        return self._send(self._job(file, model, target, filename, progress)).json()
 
     def job_status(self, job_id: str) -> Dict[str, Any]:
-        return self._send(dict(method="GET", url=f"/jobs/{job_id}")).json()
+        return self._send(self._get(f"/jobs/{job_id}")).json()
 
     def wait_job(self, job_id: str, timeout: float = 600.0, poll: float = 0.5) -> Dict[str, Any]:
         """Poll until the job is Succeeded or Failed (``TimeoutError`` after ``timeout``)."""
         import time
 
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
         while True:
             status = self.job_status(job_id)
-            if status["status"] in FINISHED:
+            if self._finished(status, job_id, started, timeout):
                 return status
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is still {status['status']} after {timeout}s")
             time.sleep(poll)
 
     def job_result(self, job_id: str, destination: Union[str, os.PathLike]) -> Path:
         """Stream the job's output file to ``destination`` (a folder or a file path)."""
-        with self._http.stream("GET", f"/jobs/{job_id}/result") as response:
-            if response.status_code >= 400:
-                response.read()
-                _raise_for(response)
-            target = _result_path(destination, response)
-            with open(target, "wb") as out:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
+        try:
+            with self._http.stream("GET", f"/jobs/{job_id}/result") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                target = _result_path(destination, response)
+                with open(target, "wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            raise _unreachable(exc, self.base_url) from exc
         return target
 
 
-FINISHED = ("Succeeded", "Failed")
-
-
-def _result_path(destination: Union[str, os.PathLike], response: httpx.Response) -> Path:
-    path = Path(destination)
-    if path.is_dir():
-        disposition = response.headers.get("content-disposition", "")
-        name = disposition.split("filename=")[-1].strip('"') if "filename=" in disposition else ""
-        path = path / (Path(name).name or "result")
-    return path
-
-
-class AsyncGatewayClient:
-    """The async twin of ``GatewayClient`` (same methods, awaitable)."""
+class AsyncGatewayClient(_Requests):
+    """The async twin of ``GatewayClient``: the same methods, awaitable."""
 
     def __init__(self, base_url: str, *, token: Optional[str] = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout,
-                                       headers=headers)
+        super().__init__(base_url, token, timeout)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
+                                       headers=self.headers)
 
     async def __aenter__(self) -> "AsyncGatewayClient":
         return self
@@ -276,6 +339,8 @@ class AsyncGatewayClient:
     async def _send(self, request: Dict[str, Any]) -> httpx.Response:
         try:
             response = await self._http.request(**request)
+        except httpx.TransportError as exc:
+            raise _unreachable(exc, self.base_url) from exc
         finally:
             _close_opened(request)
         _raise_for(response)
@@ -284,48 +349,67 @@ class AsyncGatewayClient:
     async def forward(self, data: Any = None, *, image: Optional[FileLike] = None,
                       model: Optional[str] = None,
                       parameters: Optional[Dict[str, str]] = None) -> Any:
-        return (await self._send(_Routes.forward(data, image, model, parameters))).json()
+        return (await self._send(self._forward(data, image, model, parameters))).json()
 
     async def forward_batch(self, data: Any = None, *, file: Optional[FileLike] = None,
-                            model: Optional[str] = None,
-                            filename: Optional[str] = None) -> Dict[str, Any]:
-        return (await self._send(_Routes.batch("/forward_batch", data, file, model, None,
-                                               filename))).json()
+                            model: Optional[str] = None, filename: Optional[str] = None,
+                            progress: bool = False) -> Dict[str, Any]:
+        return (await self._send(self._batch("/forward_batch", data, file, model, None,
+                                             filename, progress))).json()
 
     async def evaluate(self, data: Any = None, *, file: Optional[FileLike] = None,
                        model: Optional[str] = None, label: Optional[str] = None,
-                       filename: Optional[str] = None) -> Dict[str, Any]:
-        return (await self._send(_Routes.batch("/evaluate", data, file, model, label,
-                                               filename))).json()
+                       filename: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
+        return (await self._send(self._batch("/evaluate", data, file, model, label, filename,
+                                             progress))).json()
 
     async def metadata(self, model: Optional[str] = None) -> Dict[str, Any]:
-        return (await self._send(dict(method="GET", url="/metadata",
-                                      params=_params(model)))).json()
+        return (await self._send(self._get("/metadata", model=model))).json()
+
+    async def models(self) -> List[Dict[str, Any]]:
+        return (await self._send(self._get("/models"))).json()
 
     async def predict(self, transaction: Dict[str, Any]) -> Dict[str, Any]:
-        return (await self._send(dict(method="POST", url="/predict", json=transaction))).json()
+        return (await self._send(self._post("/predict", transaction))).json()
 
     async def predict_scenario(self, transaction: Dict[str, Any]) -> Dict[str, Any]:
-        return (await self._send(dict(method="POST", url="/predict_scenario",
-                                      json=transaction))).json()
+        return (await self._send(self._post("/predict_scenario", transaction))).json()
 
-    async def ready(self) -> bool:
-        return (await self._http.get("/ready")).status_code == 200
+    async def is_ready(self) -> bool:
+        try:
+            return (await self._http.get("/ready")).status_code == 200
+        except httpx.TransportError:
+            return False
 
     async def submit_job(self, file: FileLike, model: str, target: str, *,
-                         filename: Optional[str] = None) -> Dict[str, Any]:
-        return (await self._send(_Routes.job(file, model, target, filename, False))).json()
+                         filename: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
+        return (await self._send(self._job(file, model, target, filename, progress))).json()
 
     async def job_status(self, job_id: str) -> Dict[str, Any]:
-        return (await self._send(dict(method="GET", url=f"/jobs/{job_id}"))).json()
+        return (await self._send(self._get(f"/jobs/{job_id}"))).json()
+
+    async def wait_job(self, job_id: str, timeout: float = 600.0,
+                       poll: float = 0.5) -> Dict[str, Any]:
+        import asyncio
+        import time
+
+        started = time.monotonic()
+        while True:
+            status = await self.job_status(job_id)
+            if self._finished(status, job_id, started, timeout):
+                return status
+            await asyncio.sleep(poll)
 
     async def job_result(self, job_id: str, destination: Union[str, os.PathLike]) -> Path:
-        async with self._http.stream("GET", f"/jobs/{job_id}/result") as response:
-            if response.status_code >= 400:
-                await response.aread()
-                _raise_for(response)
-            target = _result_path(destination, response)
-            with open(target, "wb") as out:
-                async for chunk in response.aiter_bytes():
-                    out.write(chunk)
+        try:
+            async with self._http.stream("GET", f"/jobs/{job_id}/result") as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _raise_for(response)
+                target = _result_path(destination, response)
+                with open(target, "wb") as out:
+                    async for chunk in response.aiter_bytes():
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            raise _unreachable(exc, self.base_url) from exc
         return target

@@ -20,25 +20,18 @@ from mlplatform.pyfunc_models.wire import (
     json_request,
 )
 
-DEFAULT_TIMEOUT = (5.0, 60.0)  # seconds to connect, seconds to wait for the answer
+from .transport import (
+    DEFAULT_TIMEOUT,
+    InferenceServerError,
+    ServerUnreachable,
+    V2Paths,
+    V2Transport,
+    error_message,
+    unreachable_reason,
+)
 
-
-class InferenceServerError(RuntimeError):
-    """The server answered, but not with 200.  Carries the server's own message."""
-
-    def __init__(self, status_code: int, message: str, url: str):
-        super().__init__(f"{url} answered HTTP {status_code}: {message}")
-        self.status_code = status_code
-        self.message = message
-        self.url = url
-
-
-class ServerUnreachable(ConnectionError):
-    """No answer from the server at all (refused, DNS, timeout)."""
-
-    def __init__(self, url: str, reason: str):
-        super().__init__(f"cannot reach {url}: {reason}")
-        self.url = url
+__all__ = ["InferenceServerError", "MLServerClient", "ServerUnreachable",
+           "create_request_to_mlserver_model", "decode_answer", "send_request_to_mlserver_model"]
 
 
 def create_request_to_mlserver_model(data: Any, model_name: str) -> Dict[str, Any]:
@@ -59,53 +52,25 @@ def send_request_to_mlserver_model(
     Like the guide, this returns the response whatever its status;
     ``decode_answer`` raises for a non-200 one.
     """
-    endpoint = f"{host.rstrip('/')}/v2/models/{model_name}/infer"
+    endpoint = host.rstrip("/") + V2Paths.infer(model_name)
     post = (session or requests).post
     try:
         return post(endpoint, json=inference_request, timeout=timeout)
     except requests.RequestException as exc:
-        raise ServerUnreachable(endpoint, _reason(exc)) from exc
+        raise ServerUnreachable(endpoint, unreachable_reason(exc)) from exc
 
 
 def decode_answer(post_response: Response) -> Any:
     """The model's answer (a dict, or a list for a batch) from the server's response."""
     if post_response.status_code != 200:
-        raise InferenceServerError(
-            post_response.status_code, _error_message(post_response), post_response.url
-        )
+        raise InferenceServerError(post_response.status_code,
+                                   error_message(post_response.status_code, post_response.content),
+                                   post_response.url)
     try:
         body = post_response.json()
     except ValueError as exc:
         raise WireFormatError(f"{post_response.url} did not answer with JSON") from exc
     return decode_json_response(body)
-
-
-def _error_message(response: Response) -> str:
-    """MLServer puts its message in ``error``; FastAPI validation errors in ``detail``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip() or response.reason
-    if isinstance(body, dict):
-        if body.get("error"):
-            return str(body["error"])
-        detail = body.get("detail")
-        if isinstance(detail, list):
-            return "; ".join(
-                f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg')}"
-                for item in detail if isinstance(item, dict)
-            ) or str(detail)
-        if detail:
-            return str(detail)
-    return str(body)
-
-
-def _reason(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection refused or host unknown"
-    return type(exc).__name__
 
 
 class MLServerClient:
@@ -118,8 +83,7 @@ class MLServerClient:
 
     def __init__(self, host: str, *, timeout: Union[float, tuple] = DEFAULT_TIMEOUT):
         self.host = host.rstrip("/")
-        self.timeout = timeout
-        self._session = requests.Session()
+        self.transport = V2Transport(self.host, timeout=timeout)
 
     def __enter__(self) -> "MLServerClient":
         return self
@@ -128,7 +92,7 @@ class MLServerClient:
         self.close()
 
     def close(self) -> None:
-        self._session.close()
+        self.transport.close()
 
     def predict(self, model: str, data: Any, *, version: Optional[str] = None) -> Any:
         """Send one document to ``model`` and return its JSON answer.
@@ -152,33 +116,12 @@ class MLServerClient:
     def infer(self, model: str, request: Dict[str, Any], *,
               version: Optional[str] = None) -> Dict[str, Any]:
         """Send a raw V2 request body and return the raw V2 response body."""
-        response = self._post(self._model_path(model, version) + "/infer", request)
-        if response.status_code != 200:
-            raise InferenceServerError(response.status_code, _error_message(response), response.url)
-        return response.json()
+        return self.transport.infer(model, request, version)
 
-    def is_ready(self, model: Optional[str] = None) -> bool:
+    def is_ready(self, model: Optional[str] = None, *, version: Optional[str] = None) -> bool:
         """Whether the server (or one of its models) is ready to answer."""
-        path = f"{self._model_path(model, None)}/ready" if model else "/v2/health/ready"
-        try:
-            return self._session.get(self.host + path, timeout=self.timeout).status_code == 200
-        except requests.RequestException:
-            return False
+        return self.transport.is_ready(model, version)
 
     def models(self) -> List[Dict[str, Any]]:
         """The server's model repository: name, version and state of each model."""
-        response = self._post("/v2/repository/index", {})
-        if response.status_code != 200:
-            raise InferenceServerError(response.status_code, _error_message(response), response.url)
-        return response.json()
-
-    def _model_path(self, model: str, version: Optional[str]) -> str:
-        path = f"/v2/models/{model}"
-        return f"{path}/versions/{version}" if version else path
-
-    def _post(self, path: str, body: Dict[str, Any]) -> Response:
-        url = self.host + path
-        try:
-            return self._session.post(url, json=body, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise ServerUnreachable(url, _reason(exc)) from exc
+        return self.transport.index()

@@ -1,10 +1,16 @@
-"""What the gateway knows about served models: names, the alias's version, wire formats.
+"""Which model version a request goes to, and how to talk to it.
 
-Names come from the V2 server's repository index; versions and formats from
-the MLflow registry (the version an alias points at, and the version's
-``mlplatform.input_format`` / ``output_format`` tags).  Both are cached for a
-few seconds.  Without the registry (MLflow down, or a plain V2 server), the
-gateway calls the unversioned endpoint and assumes JSON.
+* ``NAME``: the version the serving target serves, as recorded in the registry
+  by ``mlserver_configs.serving`` -- never an alias that MLServer has not loaded.
+  Without a record (a model loaded by hand, or MLflow unreachable before
+  anything was cached) the highest loaded version, as MLServer itself would.
+* ``NAME@ALIAS``: the version the alias points to, if that version is loaded.
+* ``NAME/VERSION``: that version, if loaded.
+
+What is loaded comes from the V2 server's repository index; records, aliases
+and wire formats from the registry.  Everything is cached: a record older than
+``ttl`` is refreshed in the background while the cached one keeps answering, so
+an MLflow outage costs the predict path nothing once a model has been seen.
 """
 from __future__ import annotations
 
@@ -12,75 +18,140 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from mlplatform.pyfunc_models.conventions import ModelReference, ModelReferenceError
 
 from .errors import BadRequest, Unavailable
+from .registry import RegisteredModel, RegistryReader, RegistryUnavailable, VersionFormats
 from .upstream import V2Upstream
 
-CACHE_SECONDS = 10.0
 log = logging.getLogger("mlplatform.gateway")
+INDEX_MIN_INTERVAL = 1.0  # seconds between index refreshes forced by unknown names
 
 
 @dataclass(frozen=True)
 class ServedModel:
     name: str
-    alias: Optional[str]
-    version: Optional[str]
+    version: Optional[str]       # None: the server's unversioned endpoint
+    alias: Optional[str] = None  # how it was asked for, if by alias
     input_format: str = "json"
     output_format: str = "json"
     run_id: str = ""
     accepts_table: bool = False
+    pinned: bool = False         # asked for by version or alias: never re-routed
 
 
 class ModelDirectory:
-    def __init__(self, upstream: V2Upstream, tracking_uri: str, default_alias: str):
+    def __init__(self, upstream: V2Upstream, registry: RegistryReader, ttl: float = 10.0):
         self.upstream = upstream
-        self.registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        self.default_alias = default_alias
-        self._names: Tuple[float, List[str]] = (0.0, [])
-        self._versions: Dict[Tuple[str, str], Tuple[float, ServedModel]] = {}
+        self.registry = registry
+        self.ttl = ttl
+        self._index: Tuple[float, Dict[str, Set[Optional[str]]]] = (0.0, {})
+        self._models: Dict[str, Tuple[float, Optional[RegisteredModel]]] = {}
+        self._formats: Dict[Tuple[str, str], VersionFormats] = {}
+        self._refreshing: Set[str] = set()
+
+    # ------------------------------------------------------------ what is loaded
+
+    async def loaded(self, refresh: bool = False) -> Dict[str, Set[Optional[str]]]:
+        """Model name -> versions the V2 server has READY."""
+        stamp, index = self._index
+        age = time.monotonic() - stamp
+        if age > self.ttl or (refresh and age > INDEX_MIN_INTERVAL):
+            found: Dict[str, Set[Optional[str]]] = {}
+            for entry in await self.upstream.index():
+                if entry.get("state") == "READY":
+                    found.setdefault(entry["name"], set()).add(entry.get("version") or None)
+            self._index = (time.monotonic(), found)
+            index = found
+        return index
 
     async def served_names(self) -> List[str]:
-        stamp, names = self._names
-        if time.monotonic() - stamp > CACHE_SECONDS:
-            index = await self.upstream.index()
-            names = sorted({m["name"] for m in index if m.get("state") == "READY"})
-            self._names = (time.monotonic(), names)
-        return names
+        return sorted(await self.loaded())
+
+    def forget(self, name: str) -> None:
+        """Drop what is cached about ``name`` (its served version may just have changed)."""
+        self._models.pop(name, None)
+        self._index = (0.0, self._index[1])
+
+    # ------------------------------------------------------------ resolving
 
     async def resolve(self, reference: str) -> ServedModel:
-        """``name`` or ``name@alias`` -> the served model; unknown names are a 400."""
-        name, _, alias = reference.partition("@")
-        alias = alias or self.default_alias
-        names = await self.served_names()
-        if name not in names:
-            self._names = (0.0, [])  # maybe just deployed: look again next time
-            raise BadRequest(f"unknown model {name!r}; served models: {', '.join(names) or 'none'}",
-                             field="model")
-        key = (name, alias)
-        cached = self._versions.get(key)
-        if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
-            return cached[1]
-        model = await asyncio.to_thread(self._from_registry, name, alias)
-        self._versions[key] = (time.monotonic(), model)
-        return model
-
-    def _from_registry(self, name: str, alias: str) -> ServedModel:
         try:
-            version = self.registry.get_model_version_by_alias(name, alias)
-        except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise Unavailable(f"{name}@{alias} is not in the registry") from exc
-            log.warning("registry lookup of %s@%s failed: %s", name, alias, exc.message)
-            return ServedModel(name, alias, None)
-        except Exception as exc:  # registry unreachable: serve what MLServer has
-            log.warning("registry lookup of %s@%s failed: %s", name, alias, exc)
-            return ServedModel(name, alias, None)
-        tags = version.tags or {}
-        return ServedModel(name, alias, str(version.version),
-                           tags.get("mlplatform.input_format", "json"),
-                           tags.get("mlplatform.output_format", "json"), version.run_id or "",
-                           tags.get("mlplatform.accepts_table") == "true")
+            wanted = ModelReference.parse(reference, default_alias=None)
+        except ModelReferenceError as exc:
+            raise BadRequest(str(exc), field="model") from exc
+        loaded = await self.loaded()
+        if wanted.name not in loaded:
+            loaded = await self.loaded(refresh=True)  # maybe just deployed
+        versions = loaded.get(wanted.name)
+        if not versions:
+            names = ", ".join(sorted(loaded)) or "none"
+            raise BadRequest(f"unknown model {wanted.name!r}; served models: {names}",
+                             field="model")
+        version = await self._version(wanted, versions)
+        if version not in versions:
+            how = f"@{wanted.alias} is version {version}" if wanted.alias else f"/{version}"
+            raise Unavailable(f"{wanted.name}{how}, which is not served (served: "
+                              f"{', '.join(sorted(v or '-' for v in versions))}); run "
+                              f"`mlplatform deploy --model {wanted}` to serve it")
+        formats = await self._formats_of(wanted.name, version)
+        return ServedModel(wanted.name, version, wanted.alias, formats.input_format,
+                           formats.output_format, formats.run_id, formats.accepts_table,
+                           pinned=bool(wanted.alias or wanted.version))
+
+    async def _version(self, wanted: ModelReference, versions: Set[Optional[str]]) -> Optional[str]:
+        if wanted.version:
+            return wanted.version
+        record = await self._record(wanted.name)
+        if wanted.alias:
+            if record is None:
+                raise Unavailable(f"the model registry cannot be read, so alias "
+                                  f"{wanted.alias!r} cannot be resolved")
+            if wanted.alias not in record.aliases:
+                raise BadRequest(f"model {wanted.name!r} has no alias {wanted.alias!r} "
+                                 f"(aliases: {', '.join(sorted(record.aliases)) or 'none'})",
+                                 field="model")
+            return record.aliases[wanted.alias]
+        if record is not None and record.served in versions:
+            return record.served
+        return max(versions, key=_version_order)  # what MLServer's unversioned call uses
+
+    async def _record(self, name: str) -> Optional[RegisteredModel]:
+        """The registry's record of ``name``: cached, refreshed in the background."""
+        cached = self._models.get(name)
+        if cached is not None:
+            if time.monotonic() - cached[0] > self.ttl and name not in self._refreshing:
+                self._refreshing.add(name)
+                asyncio.get_running_loop().create_task(self._refresh(name))
+            return cached[1]
+        await self._refresh(name)
+        cached = self._models.get(name)
+        return cached[1] if cached else None
+
+    async def _refresh(self, name: str) -> None:
+        try:
+            self._models[name] = (time.monotonic(), await self.registry.model(name))
+        except RegistryUnavailable as exc:
+            log.warning("registry lookup of %s failed (%s); using what is cached", name, exc)
+        finally:
+            self._refreshing.discard(name)
+
+    async def _formats_of(self, name: str, version: Optional[str]) -> VersionFormats:
+        if version is None:
+            return VersionFormats()
+        key = (name, version)
+        if key not in self._formats:
+            try:
+                found = await self.registry.formats(name, version)
+            except RegistryUnavailable as exc:
+                raise Unavailable(f"the model registry cannot be read to learn how to call "
+                                  f"{name} version {version} ({exc})") from exc
+            self._formats[key] = found or VersionFormats()  # a version's tags do not change
+        return self._formats[key]
+
+
+def _version_order(version: Optional[str]) -> Tuple[int, str]:
+    text = version or ""
+    return (int(text), "") if text.isdigit() else (-1, text)

@@ -71,6 +71,10 @@ class Unavailable(GatewayError):
     status, message = 503, UNAVAILABLE
 
 
+class NotLoaded(Unavailable):
+    """The V2 server has no such model or version loaded (its 404): maybe just retired."""
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:

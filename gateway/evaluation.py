@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-from sklearn import metrics
 
 from .errors import BadRequest
 
@@ -38,6 +37,8 @@ def prediction_of(answer: Any) -> Tuple[str, Optional[float]]:
 
 
 def evaluate(truth: List[Any], answers: List[Any]) -> Dict[str, Any]:
+    from sklearn import metrics  # ~100 MB: loaded on the first /evaluate, not at start-up
+
     expected = [_normal(v) for v in truth]
     predicted, scores = zip(*(prediction_of(a) for a in answers))
     classes = sorted(set(expected) | set(predicted))

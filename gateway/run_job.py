@@ -11,6 +11,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from mlplatform.pyfunc_models.conventions import ModelReference
+
 from .files import JobFiles
 from .settings import GatewaySettings
 from .store import Store
@@ -30,10 +32,9 @@ def main(job_id: str) -> int:
             work = Path(folder)
             (work / "input").mkdir()
             source = files.fetch(job.input_key, work / "input" / job.input_name)
-            name, _, alias = job.model.partition("@")
-            outcome = run_target(f"models:/{name}@{alias or settings.alias}", name, job.target,
-                                 source, work / "output", settings.tracking_uri, work / "model",
-                                 alias=alias or settings.alias)
+            reference = ModelReference.parse(job.model, settings.alias)
+            outcome = run_target(reference.uri, reference.name, job.target, source,
+                                 work / "output", settings.tracking_uri, work / "model")
             if outcome.output is not None:
                 key = f"{job.id}/output/{outcome.output.name}"
                 files.put_file(key, outcome.output)

@@ -6,7 +6,12 @@ served model instead.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlplatform.pyfunc_models.conventions import CHAMPION, DEFAULT_TARGET
 
 
 class GatewaySettings(BaseSettings):
@@ -25,7 +30,12 @@ class GatewaySettings(BaseSettings):
     # under MLServer's gRPC message limit (128 MB, mlserver_configs).
     table_request_bytes: int = 64 * 1024 * 1024
     max_body_bytes: int = 128 * 1024 * 1024  # seed 000: RabbitMQ's 128 MB message limit
-    alias: str = "champion"
+    alias: str = CHAMPION
+    # The serving target whose recorded versions the gateway routes to
+    # (mlserver_configs.serving), and how long a record is trusted before it is
+    # refreshed in the background.
+    target: str = DEFAULT_TARGET
+    registry_ttl: float = 10.0
 
     forward_model: str = "echo"
     batch_model: str = "fraud"
@@ -36,6 +46,15 @@ class GatewaySettings(BaseSettings):
     # Predict routes (/forward, /forward_batch, /evaluate, /predict, ...) without a token?
     # Write routes (/jobs) always need one.
     public_predict: bool = True
-    database_url: str = "sqlite:///gateway.db"   # job state and token hashes
-    jobs_storage: str = "jobs"                   # s3://bucket/prefix or a folder
+    # Job state and token hashes, and where job files go (s3://bucket/prefix or a folder);
+    # by default both under the platform's state folder, never the current directory.
+    database_url: str = ""
+    jobs_storage: str = ""
     job_timeout: float = 3600.0                  # seconds one job may run
+
+    def model_post_init(self, context) -> None:
+        state = Path(os.environ.get("MLPLATFORM_STATE_DIR") or ".mlplatform").expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{state / 'gateway.db'}"
+        if not self.jobs_storage:
+            self.jobs_storage = str(state / "jobs")

@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import List, Optional
 
 from sqlalchemy import Boolean, DateTime, String, Text, create_engine, select, update
@@ -75,6 +76,8 @@ def digest(token: str) -> str:
 class Store:
     def __init__(self, url: str):
         options = {"connect_args": {"check_same_thread": False}} if url.startswith("sqlite") else {}
+        if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, pool_pre_ping=True, **options)
         Base.metadata.create_all(self.engine)
 

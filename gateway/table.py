@@ -12,9 +12,8 @@ from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequ
 
 import numpy as np
 
+from mlplatform.pyfunc_models.conventions import PROBABILITY_PREFIX
 from mlplatform.pyfunc_models.table import TABLE, TableColumn
-
-PROBABILITY_PREFIX = "probability_"
 
 
 def table_request(columns: Sequence[TableColumn]) -> Dict[str, Any]:

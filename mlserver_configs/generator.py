@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
+
+from mlplatform.pyfunc_models.conventions import ModelReference, ModelReferenceError
 
 if TYPE_CHECKING:  # MLflow is imported where it is used: it costs a second at start-up
     from mlflow.tracking import MlflowClient
@@ -28,8 +29,6 @@ MODEL_SETTINGS_FILE = "model-settings.json"
 
 # Measured by bench/bench_parallel_workers.py on a 2-core machine; see docs/benchmarks.md.
 DEFAULT_PARALLEL_WORKERS = 0
-
-_REFERENCE = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<alias>[A-Za-z0-9_\-]+)|/(?P<version>\d+))?$")
 
 
 class ConfigError(ValueError):
@@ -62,25 +61,6 @@ class BatchingOptions:
 
     max_batch_size: int = 0
     max_batch_time: float = 0.0
-
-
-@dataclass(frozen=True)
-class ModelReference:
-    """``name``, ``name@alias`` or ``name/version``."""
-
-    name: str
-    alias: Optional[str] = None
-    version: Optional[str] = None
-
-    @classmethod
-    def parse(cls, text: str, default_alias: str = "champion") -> "ModelReference":
-        match = _REFERENCE.match(text.strip())
-        if not match:
-            raise ConfigError(
-                f"model reference {text!r} is not NAME, NAME@ALIAS or NAME/VERSION"
-            )
-        version = match["version"]
-        return cls(match["name"], None if version else (match["alias"] or default_alias), version)
 
 
 @dataclass(frozen=True)
@@ -157,6 +137,12 @@ def model_settings_document(model: ResolvedModel, batching: BatchingOptions) -> 
     return document
 
 
+def write_server_settings(out_dir: Path, server: ServerOptions) -> Path:
+    """Only ``settings.json``: the model folders are the serving module's."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_json(out_dir / SETTINGS_FILE, settings_document(server))
+
+
 def write_config(
     out_dir: Path,
     server: ServerOptions,
@@ -168,15 +154,14 @@ def write_config(
     Only folders this generator wrote are ever removed: a hand-written
     ``model-settings.json`` next to them is left alone.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = [_write_json(out_dir / SETTINGS_FILE, settings_document(server))]
+    written = [write_server_settings(out_dir, server)]
     names = set()
     for model in models:
         if model.name in names:
             raise ConfigError(f"model {model.name!r} is listed twice")
         names.add(model.name)
         path = out_dir / model.name / MODEL_SETTINGS_FILE
-        written.append(_write_json(path, model_settings_document(model, batching)))
+        written.append(write_json(path, model_settings_document(model, batching)))
     for stale in generated_model_names(out_dir) - names:
         shutil.rmtree(out_dir / stale)
     return written
@@ -196,10 +181,16 @@ def generated_model_names(out_dir: Path) -> set:
     return names
 
 
-def _write_json(path: Path, document: Dict[str, Any]) -> Path:
+def write_json(path: Path, document: Dict[str, Any]) -> Path:
     """Write atomically, so a running MLServer never reads half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(document, indent=2) + "\n")
     os.replace(partial, path)
     return path
+
+
+__all__ = ["BatchingOptions", "ConfigError", "ModelReference", "ModelReferenceError",
+           "ResolvedModel", "ServerOptions", "generated_model_names", "model_settings_document",
+           "models_with_alias", "resolve", "settings_document", "write_config", "write_json",
+           "write_server_settings"]

@@ -8,8 +8,11 @@ What lands in MLflow for each registration:
   "Model is missing inputs" (HTTP 500).  The plain input example is still saved
   (``input_example.json``), and the V2 request that carries it sits beside it as
   the model artifact ``example_request.json``;
-* a new registered model version, tagged with the code fingerprint, and the
-  alias (default ``champion``) moved to it.
+* a new registered model version, tagged with the code fingerprint and the
+  wire formats, and an alias pointed at it: ``champion`` for a model's first
+  version, ``challenger`` once a champion exists (unless an alias is named).
+  Registering never changes what is served: ``mlserver_configs.serving``
+  (``mlplatform deploy``) does that, and only once the new version answers.
 
 The model's classes come from the *installed* ``pyfunc_models`` (the platform
 runtime, like ``mlserver_mlflow``), not from a copy logged with ``code_paths``:
@@ -36,10 +39,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .catalog import BuildContext, ModelSpec, get_model_spec
+from .conventions import CHALLENGER, CHAMPION, FINGERPRINT_TAG, version_tags
 from .wire import image_request, json_request
 
-DEFAULT_ALIAS = "champion"
-FINGERPRINT_TAG = "mlplatform.fingerprint"
+DEFAULT_ALIAS = CHAMPION
 EXAMPLE_REQUEST_ARTIFACT = "example_request"
 
 
@@ -85,26 +88,31 @@ def register(
     model: Union[str, ModelSpec],
     tracking_uri: str,
     *,
-    alias: str = DEFAULT_ALIAS,
+    alias: Optional[str] = None,
     experiment: Optional[str] = None,
     force: bool = False,
 ) -> Registration:
     """Train (if the code changed or ``force``), log and register ``model``.
 
     ``model`` is a catalog name, or a ``ModelSpec`` built elsewhere (an
-    imported folder).
+    imported folder).  Without ``alias`` the new version becomes ``champion``
+    if the model has none yet, else ``challenger``.
     """
     spec = get_model_spec(model) if isinstance(model, str) else model
     client = MlflowClient(tracking_uri=tracking_uri)
     fingerprint = spec.fingerprint()
 
-    existing = current_version(client, spec.name, alias)
-    if existing is not None and not force and existing.tags.get(FINGERPRINT_TAG) == fingerprint:
-        run = client.get_run(existing.run_id)
-        return Registration(
-            spec.name, existing.version, alias, existing.run_id,
-            artifact_location(client, existing), trained=False, metrics=dict(run.data.metrics),
-        )
+    if not force:
+        for candidate in ([alias] if alias else [CHAMPION, CHALLENGER]):
+            existing = current_version(client, spec.name, candidate)
+            if existing is not None and existing.tags.get(FINGERPRINT_TAG) == fingerprint:
+                run = client.get_run(existing.run_id)
+                return Registration(
+                    spec.name, existing.version, candidate, existing.run_id,
+                    artifact_location(client, existing), trained=False,
+                    metrics=dict(run.data.metrics))
+    if alias is None:
+        alias = CHALLENGER if current_version(client, spec.name, CHAMPION) else CHAMPION
 
     mlflow.set_tracking_uri(tracking_uri)
     experiment_id = mlflow.set_experiment(experiment or spec.name).experiment_id
@@ -152,9 +160,8 @@ def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
     if info.signature is not None:  # would make MLServer reject the codec's wire format
         raise RegistrationError(f"{spec.name}: MLflow attached a signature ({info.signature})")
     # What a V2 client must send and expect; the gateway reads these tags.
-    formats = {"mlplatform.input_format": bundle.python_model.input_format,
-               "mlplatform.output_format": bundle.python_model.output_format,
-               "mlplatform.accepts_table": str(bundle.python_model.accepts_table).lower()}
+    formats = version_tags(bundle.python_model.input_format, bundle.python_model.output_format,
+                           bundle.python_model.accepts_table)
     return info.model_uri, info.model_id, bundle.metrics, formats
 
 

@@ -26,6 +26,7 @@ def _friendly_errors(command: Callable) -> Callable:
         from pydantic import ValidationError
 
         from mlplatform.mlserver_configs.generator import ConfigError
+        from mlplatform.pyfunc_models.conventions import ModelReferenceError
         from mlplatform.pyfunc_models.registration import RegistrationError
 
         from .processes import StartupError
@@ -34,7 +35,8 @@ def _friendly_errors(command: Callable) -> Callable:
 
         try:
             return command(*args, **kwargs)
-        except (StackError, StartupError, S3Unavailable, ConfigError, RegistrationError) as exc:
+        except (StackError, StartupError, S3Unavailable, ConfigError, RegistrationError,
+                ModelReferenceError) as exc:
             raise click.ClickException(str(exc)) from None
         except MlflowException as exc:
             raise click.ClickException(f"MLflow: {exc.message}") from None
@@ -191,7 +193,8 @@ def list_models() -> None:
 
 
 _registration_options = _options(  # shared by `register` and `import`
-    click.option("--alias", help="Alias to point at the new version [champion]."),
+    click.option("--alias", help="Alias to point at the new version [champion for a model's "
+                 "first version, else challenger]. Serving changes only through `deploy`."),
     click.option("--experiment", help="MLflow experiment [the model's name]."),
     click.option("--force", is_flag=True, help="Register a new version even if nothing changed."),
     click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
@@ -216,7 +219,7 @@ def register(ctx: click.Context, models, every: bool, alias: Optional[str],
 
     from .stack import StackError
 
-    settings = _settings(ctx, alias=alias)
+    settings = _settings(ctx)
     if every:
         specs = model_specs()
     elif not models:
@@ -227,7 +230,7 @@ def register(ctx: click.Context, models, every: bool, alias: Optional[str],
         except KeyError as exc:
             raise StackError(exc.args[0]) from None
     for spec in specs:
-        _register_and_report(settings, spec, tracking_uri, experiment, force)
+        _register_and_report(settings, spec, tracking_uri, experiment, force, alias)
 
 
 @main.command("import")
@@ -250,12 +253,12 @@ def import_folder(ctx: click.Context, folder: Path, name: Optional[str], alias: 
 
     from .stack import StackError
 
-    settings = _settings(ctx, alias=alias)
+    settings = _settings(ctx)
     try:
         spec, descriptor = describe_folder(folder, name)
     except DescriptorError as exc:
         raise StackError(str(exc)) from None
-    _register_and_report(settings, spec, tracking_uri, experiment, force)
+    _register_and_report(settings, spec, tracking_uri, experiment, force, alias)
     for target in descriptor.targets:
         if target.task_type == "JsonToJson":
             how = (f"V2 after `mlplatform deploy`: POST /v2/models/{spec.name}/infer"
@@ -282,7 +285,8 @@ def run(ctx: click.Context, model: str, target: str, file: Path, output: Path,
     \b
     FileToFile / Async: writes the output file into --output and prints its path.
     FileToArtifact:     retrains; the updated artifacts become a new version
-                        (alias moved to it; `mlplatform deploy` serves it).
+                        (alias challenger; `mlplatform deploy --model NAME@challenger`
+                        serves it).
     JsonToJson / Sync:  FILE holds the JSON input; prints the JSON answer.
     """
     import json
@@ -304,7 +308,7 @@ def run(ctx: click.Context, model: str, target: str, file: Path, output: Path,
     with tempfile.TemporaryDirectory(prefix="mlplatform-run-") as workdir:
         try:
             outcome = run_target(wanted, reference.name, target, file, output.resolve(), uri,
-                                 Path(workdir), alias=settings.alias)
+                                 Path(workdir))
         except (ModelInputError, DescriptorError) as exc:
             raise StackError(str(exc)) from None
     if outcome.task_type == "JsonToJson":
@@ -319,7 +323,7 @@ def run(ctx: click.Context, model: str, target: str, file: Path, output: Path,
 
 
 def _register_and_report(settings: PlatformSettings, spec, tracking_uri: Optional[str],
-                         experiment: Optional[str], force: bool):
+                         experiment: Optional[str], force: bool, alias: Optional[str] = None):
     """Check MLflow and the artifact store answer, register, and print what happened."""
     from mlplatform.pyfunc_models.registration import register as register_model
 
@@ -336,8 +340,7 @@ def _register_and_report(settings: PlatformSettings, spec, tracking_uri: Optiona
 
     click.echo(f"registering {spec.name} in {uri} ...")
     try:
-        result = register_model(spec, uri, alias=settings.alias, experiment=experiment,
-                                force=force)
+        result = register_model(spec, uri, alias=alias, experiment=experiment, force=force)
     except Exception as exc:  # any failure: one line naming the server, no traceback
         reason = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).splitlines()[0]
         raise StackError(f"registering {spec.name} at {uri} failed: {reason}") from None
@@ -474,33 +477,52 @@ def mlserver_config(ctx: click.Context, models, max_batch_size: int, max_batch_t
 
 @main.command()
 @_batching_options
+@click.option("--mlserver-url", help="Deploy to this MLServer instead of the stack's "
+              "(with --repository).")
+@click.option("--repository", type=click.Path(file_okay=False, path_type=Path),
+              help="The model repository folder that MLServer (--mlserver-url) loads from.")
+@click.option("--target", help="Name the served versions are recorded under [local].")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
 @click.pass_context
 @_friendly_errors
 def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: float,
+           mlserver_url: Optional[str], repository: Optional[Path], target: Optional[str],
            tracking_uri: Optional[str]) -> None:
-    """Serve the registry's models on the running MLServer (config rewritten, models reloaded).
+    """Serve registered versions: load each one, switch to it once it answers, retire the old.
 
-    Without --model: every model that has the alias. With --model: exactly those
-    (models served before and not named are unloaded).
+    Without --model: every model that has the alias [champion] (models that lost
+    it are unloaded). With --model: exactly those; other models stay as they are.
+    The old version answers until the new one is ready, so nothing fails meanwhile.
     """
-    from mlplatform.mlserver_configs.generator import BatchingOptions, ModelReference
+    from mlflow.tracking import MlflowClient
 
-    from .stack import deploy as deploy_models
-    from .stack import mlserver_url
+    from mlplatform.mlserver_configs.generator import BatchingOptions, ModelReference
+    from mlplatform.mlserver_configs.serving import Serving, ServingTarget
+    from mlplatform.pyfunc_models.conventions import DEFAULT_TARGET
+
+    from .stack import StackError, local_target
     from .stack import tracking_uri as resolve_tracking
 
     settings = _settings(ctx)
-    references = [ModelReference.parse(m, settings.alias) for m in models] if models else None
-    outcomes = deploy_models(settings, resolve_tracking(settings, tracking_uri), references,
-                             BatchingOptions(max_batch_size, max_batch_time))
-    url = mlserver_url(settings)
+    if bool(mlserver_url) != bool(repository):
+        raise StackError("--mlserver-url and --repository go together: the server and the "
+                         "folder it loads model settings from")
+    where = (ServingTarget(mlserver_url.rstrip("/"), repository.resolve(), target or DEFAULT_TARGET)
+             if mlserver_url else local_target(settings))
+    if target and not mlserver_url:
+        where = ServingTarget(where.url, where.repository, target)
+    registry = MlflowClient(tracking_uri=resolve_tracking(settings, tracking_uri))
+    serving = Serving(registry, where, batching=BatchingOptions(max_batch_size, max_batch_time))
+    if models:
+        outcomes = serving.deploy_many(ModelReference.parse(m, settings.alias) for m in models)
+    else:
+        outcomes = serving.deploy_alias(settings.alias)
     if not outcomes:
         click.echo(f"no model has the alias {settings.alias!r}; run `mlplatform register <model>`")
     for outcome in outcomes:
-        loaded = outcome.ok and outcome.message == "ready"
+        served = outcome.ok and outcome.version is not None
         click.echo(outcome.describe()
-                   + (f"  -> {url}/v2/models/{outcome.name}/infer" if loaded else ""))
+                   + (f"  -> {where.url}/v2/models/{outcome.name}/infer" if served else ""))
     if any(not outcome.ok for outcome in outcomes):
         ctx.exit(1)
 

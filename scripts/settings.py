@@ -38,6 +38,10 @@ class PlatformSettings(BaseSettings):
     mlserver_metrics_port: int = 8002
     gateway_port: int = 8080
     gateway_access_log: bool = False
+    # One web worker each is plenty for one team's registry traffic; every extra MLflow
+    # worker is another ~250 MB process (bench/stack_memory.py, docs/benchmarks.md).
+    mlflow_workers: int = 1
+    mlflow_jobs: bool = False  # MLflow's background job runner (7 processes, ~2 GB)
     parallel_workers: int = DEFAULT_PARALLEL_WORKERS
     alias: str = "champion"
     startup_timeout: float = 180.0

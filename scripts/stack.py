@@ -2,8 +2,9 @@
 
 ``up`` starts what is not already healthy and records every process in
 ``<state_dir>/state.json``; ``down`` stops exactly the recorded processes;
-``status`` asks each one for its health; ``deploy`` writes the MLServer config
-from the registry and loads the models into the running server.
+``status`` asks each one for its health.  What MLServer serves is not decided
+here: ``mlserver_configs.serving`` deploys onto the target this module describes
+(``local_target``), and ``up`` only restores what was served before a restart.
 """
 from __future__ import annotations
 
@@ -12,20 +13,12 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import requests
-from mlflow.tracking import MlflowClient
 
-from mlplatform.mlserver_configs.generator import (
-    BatchingOptions,
-    ModelReference,
-    ServerOptions,
-    generated_model_names,
-    models_with_alias,
-    resolve,
-    write_config,
-)
+from mlplatform.mlserver_configs.generator import ServerOptions, write_server_settings
+from mlplatform.mlserver_configs.serving import ServingTarget
 
 from .processes import ManagedProcess, StartupError, port_is_free, spawn, wait_until
 from .s3 import ensure_bucket
@@ -142,10 +135,24 @@ def up(settings: PlatformSettings, report: Report = print) -> StackState:
             state.components.pop(name).stop()
         state.save()
         raise
-    if "mlserver" in started:
-        for outcome in deploy(settings, state.components["mlflow"].url):
+    if "mlserver" in started:  # a new MLServer: load what was served before
+        from mlflow.tracking import MlflowClient
+
+        from mlplatform.mlserver_configs.serving import Serving
+
+        registry = MlflowClient(tracking_uri=state.components["mlflow"].url)
+        for outcome in Serving(registry, local_target(settings)).restore():
             report(outcome.describe())
     return state
+
+
+def local_target(settings: PlatformSettings) -> ServingTarget:
+    """The running stack's MLServer as a serving target."""
+    server = StackState(settings.state_path).components.get("mlserver")
+    if server is None or not server.is_running():
+        raise StackError("MLServer is not running; start the stack with `mlplatform up` "
+                         "(or name a server with --mlserver-url and --repository)")
+    return ServingTarget(server.url, Path(server.info["config_dir"]))
 
 
 def _reuse(state: StackState, name: str, report: Report) -> bool:
@@ -187,10 +194,14 @@ def _start_mlflow(settings: PlatformSettings, state: StackState, report: Report)
         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
         "--serve-artifacts", "--artifacts-destination", destination,
         "--host", settings.host, "--port", str(settings.mlflow_port),
-        "--workers", "2",
+        "--workers", str(settings.mlflow_workers),
     ]
     url = settings.url(settings.mlflow_port)
-    _launch(state, settings, "mlflow", command, env=settings.child_environment(), url=url,
+    # MLflow 3's server starts a job runner with 7 consumer processes (~2 GB resident
+    # here) for its UI's background jobs; the platform uses none of them.
+    env = settings.child_environment(
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION=str(settings.mlflow_jobs).lower())
+    _launch(state, settings, "mlflow", command, env=env, url=url,
             ports={"http": settings.mlflow_port}, info={"artifacts_destination": destination})
     report(f"MLflow tracking server started at {url} (artifacts in {destination})")
 
@@ -200,7 +211,7 @@ def _start_mlserver(settings: PlatformSettings, state: StackState, report: Repor
              "metrics": settings.mlserver_metrics_port}
     require_free_ports(settings.host, ports, "mlserver")
     config_dir = settings.state_path / "mlserver"
-    write_config(config_dir, server_options(settings), [])
+    write_server_settings(config_dir, server_options(settings))
     url = settings.url(settings.mlserver_http_port)
     env = settings.child_environment(MLFLOW_TRACKING_URI=state.components["mlflow"].url)
     _launch(state, settings, "mlserver", [executable("mlserver"), "start", str(config_dir)],
@@ -302,60 +313,6 @@ def _models_detail(url: str) -> str:
     return ", ".join(f"{m['name']}/{m.get('version') or '-'} {m.get('state', '?')}" for m in index)
 
 
-# ---------------------------------------------------------------- deploy
-
-
-@dataclass
-class DeployOutcome:
-    name: str
-    version: Optional[str]
-    ok: bool
-    message: str
-
-    def describe(self) -> str:
-        where = f"{self.name}/{self.version}" if self.version else self.name
-        return f"{where}: {self.message}"
-
-
-def deploy(settings: PlatformSettings, tracking: str,
-           references: Optional[Iterable[ModelReference]] = None,
-           batching: BatchingOptions = BatchingOptions()) -> List[DeployOutcome]:
-    """Write the stack's MLServer config from the registry and (re)load the models.
-
-    Without references, every registered model that has the alias is served.
-    """
-    state = StackState(settings.state_path)
-    server = state.components.get("mlserver")
-    if server is None or not server.is_running():
-        raise StackError("MLServer is not running; start the stack with `mlplatform up`")
-    client = MlflowClient(tracking_uri=tracking)
-    wanted = list(references) if references is not None else models_with_alias(client, settings.alias)
-    resolved = [resolve(client, reference) for reference in wanted]
-    config_dir = Path(server.info["config_dir"])
-    previous = generated_model_names(config_dir)
-    write_config(config_dir, server_options(settings), resolved, batching)
-
-    outcomes = [_repository_call(server.url, model.name, model.version, "load")
-                for model in resolved]
-    for name in sorted(previous - {model.name for model in resolved}):
-        outcomes.append(_repository_call(server.url, name, None, "unload"))
-    return outcomes
-
-
-def _repository_call(url: str, name: str, version: Optional[str], action: str) -> DeployOutcome:
-    try:
-        response = requests.post(f"{url}/v2/repository/models/{name}/{action}", timeout=600)
-    except requests.RequestException as exc:
-        return DeployOutcome(name, version, False, f"{action} failed: {exc}")
-    if response.status_code == 200:
-        return DeployOutcome(name, version, True, "ready" if action == "load" else "unloaded")
-    try:
-        reason = response.json().get("error") or response.text
-    except ValueError:
-        reason = response.text
-    return DeployOutcome(name, version, False, f"{action} failed ({response.status_code}): {reason}")
-
-
 # ---------------------------------------------------------------- MinIO
 
 
@@ -395,4 +352,4 @@ def _s3_keys(settings: PlatformSettings):
     return key, secret
 
 
-__all__ = ["StackError", "StartupError", "up", "down", "status", "deploy", "start_minio"]
+__all__ = ["StackError", "StartupError", "up", "down", "status", "local_target", "start_minio"]

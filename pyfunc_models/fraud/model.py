@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List
 
 import numpy as np
 
+from ..conventions import PROBABILITY_PREFIX
 from ..codec import JsonCodecModel
 from ..onnx_tabular import ONNX_ARTIFACT, OnnxTabular
 from .features import table_to_columns, transactions_to_columns
@@ -108,5 +109,5 @@ class ScenarioModel(TransactionClassifier):
         columns = {"scenario": classes[best],
                    "probability": np.round(probabilities[np.arange(len(best)), best], 6)}
         for index, name in enumerate(classes):
-            columns[f"probability_{name}"] = np.round(probabilities[:, index].astype(float), 6)
+            columns[PROBABILITY_PREFIX + str(name)] = np.round(probabilities[:, index].astype(float), 6)
         return columns

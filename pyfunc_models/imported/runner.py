@@ -42,7 +42,7 @@ def load_imported(model_uri: str, tracking_uri: str, workdir: Path) -> ImportedM
 
 
 def run_target(model_uri: str, model_name: str, target: str, file: Path, output_dir: Path,
-               tracking_uri: str, workdir: Path, alias: str = "champion") -> RunOutcome:
+               tracking_uri: str, workdir: Path, alias: Optional[str] = None) -> RunOutcome:
     model = load_imported(model_uri, tracking_uri, workdir)
     chosen = model.target(target, ALL_TASKS)
     if chosen.task_type == "JsonToJson":

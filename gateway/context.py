@@ -1,0 +1,42 @@
+"""The objects the routes share, built once per app (``app.state.gateway``).
+
+Routes reach them through ``gateway_of(request)`` -- a plain attribute read, not
+a FastAPI dependency: on the open predict routes dependency solving was ~20 %
+of the gateway's own time per call (py-spy), so those routes take none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from fastapi import Request
+
+from .settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from .coalescing import Coalescer
+    from .directory import ModelDirectory
+    from .files import JobFiles
+    from .jobs import JobWorker
+    from .registry import RegistryReader
+    from .store import Store
+    from .upstream import V2Upstream
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    upstream: "V2Upstream"
+    tables: Any                   # GrpcUpstream, or the REST upstream: ``infer_table``
+    registry: "RegistryReader"
+    directory: "ModelDirectory"
+    coalescer: "Coalescer"
+    store: "Store"
+    files: "JobFiles"
+    worker: Optional["JobWorker"] = None
+    # OpenAPI examples per (model, version), filled on the first /openapi.json.
+    examples: Optional[Dict[Any, Any]] = None
+
+
+def gateway_of(request: Request) -> Gateway:
+    return request.app.state.gateway

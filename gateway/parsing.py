@@ -1,0 +1,96 @@
+"""Reading requests: JSON bodies, multipart forms, uploaded files and batch tables.
+
+Each function raises ``BadRequest`` naming the field that is wrong; nothing here
+knows about models beyond the wire format a model takes.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import orjson
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from . import batch
+from .directory import ServedModel
+from .errors import BadRequest
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        raise BadRequest("the body is empty; send JSON", field="body")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not JSON ({exc})", field="body") from exc
+
+
+async def form(request: Request):
+    try:
+        return await request.form(max_part_size=request.app.state.settings.max_body_bytes)
+    except Exception as exc:  # malformed multipart
+        if getattr(exc, "status", None) == 413:
+            raise
+        raise BadRequest(f"unreadable multipart body ({exc})", field="body") from exc
+
+
+async def uploaded(request: Request, field: str) -> bytes:
+    upload = (await form(request)).get(field)
+    if not isinstance(upload, UploadFile):
+        raise BadRequest(f"missing file field {field!r} in the multipart form", field=field)
+    return await upload.read()
+
+
+async def batch_rows(request: Request, served: ServedModel, max_unpacked: int,
+                     label: Optional[str]) -> Tuple[Any, List[Any]]:
+    """The rows to score (a DataFrame from CSV, a list of dicts from JSON, or (name, bytes)
+    images from a zip) and, with ``label``, the truth."""
+    content_type = request.headers.get("content-type", "")
+    if is_multipart(request):
+        upload = (await form(request)).get("file")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("missing file field 'file' in the multipart form", field="file")
+        data, filename = await upload.read(), upload.filename or "upload"
+    else:
+        data, filename = await request.body(), "body"
+    name = filename.lower()
+    if served.input_format == "base64":
+        return _images(data, filename, content_type, served, max_unpacked, label)
+    if name.endswith(".csv") or "text/csv" in content_type:
+        frame = batch.read_csv(data, filename)
+        if label is None:
+            return frame, []
+        if label not in frame.columns:
+            raise BadRequest(f"the CSV has no label column {label!r}", field="label")
+        return frame.drop(columns=[label]), frame[label].tolist()
+    try:
+        rows = batch.json_records(orjson.loads(data))
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"{filename!r} is neither CSV nor a JSON list ({exc})",
+                         field="file") from exc
+    if label is None:
+        return rows, []
+    if not all(isinstance(r, dict) and label in r for r in rows):
+        raise BadRequest(f"every row needs the label column {label!r}", field="label")
+    truth = [r[label] for r in rows]
+    return [{k: v for k, v in r.items() if k != label} for r in rows], truth
+
+
+def _images(data: bytes, filename: str, content_type: str, served: ServedModel,
+            max_unpacked: int, label: Optional[str]) -> Tuple[Any, List[Any]]:
+    if not (filename.lower().endswith(".zip") or "zip" in content_type or data[:2] == b"PK"):
+        raise BadRequest(f"model {served.name!r} takes images: upload a .zip", field="file")
+    archive = batch.read_zip(data, filename, max_unpacked)
+    rows = archive.entries
+    if label is None:
+        return rows, []
+    missing = [n for n, _ in rows if n not in archive.labels]
+    if missing:
+        raise BadRequest(f"no label for {', '.join(missing[:5])}: add labels.csv (file,label) "
+                         "or put each image in a folder named after its class", field="file")
+    return rows, [archive.labels[n] for n, _ in rows]

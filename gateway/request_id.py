@@ -1,0 +1,75 @@
+"""``X-Request-ID``: accepted from the caller (or generated), returned on the answer,
+passed to MLServer with every V2 call made for the request, and written in the
+gateway's log lines.
+
+A pure ASGI middleware and a context variable: no Starlette ``BaseHTTPMiddleware``
+(which costs a task per request), so the hot path pays one header scan and, when
+the caller sent none, one ``uuid4``.
+"""
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import uuid
+from typing import Optional
+
+HEADER = b"x-request-id"
+REQUEST_ID: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("request_id",
+                                                                           default=None)
+# What a caller may send: printable, no spaces, bounded (it lands in logs and headers).
+_VALID = re.compile(rb"^[\x21-\x7e]{1,128}$")
+
+
+def current_request_id() -> Optional[str]:
+    return REQUEST_ID.get()
+
+
+class RequestIdMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = None
+        for key, value in scope.get("headers") or ():
+            if key == HEADER:
+                given = value
+                break
+        raw = given if given is not None and _VALID.match(given) else uuid.uuid4().hex.encode()
+        token = REQUEST_ID.set(raw.decode())
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (HEADER, raw)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every record (``-`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get() or "-"
+        return True
+
+
+def configure_logging() -> None:
+    """The gateway's own log lines carry the request id."""
+    logger = logging.getLogger("mlplatform.gateway")
+    if any(isinstance(f, RequestIdFilter) for f in logger.filters):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [request %(request_id)s] %(message)s"))
+    handler.addFilter(RequestIdFilter())
+    logger.addFilter(RequestIdFilter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

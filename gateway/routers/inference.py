@@ -1,0 +1,99 @@
+"""Plain REST in, the model's answer out: /forward, /forward_batch, /evaluate, /predict,
+/predict_scenario.  Handlers only read the request, resolve the model and hand
+over to ``scoring``."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import APIRouter, Query, Request
+
+from mlplatform.pyfunc_models.wire import image_request
+
+from .. import openapi, parsing, scoring
+from ..auth import predict_guard
+from ..context import gateway_of
+from ..errors import BadRequest
+from ..evaluation import evaluate
+from ..settings import GatewaySettings
+
+PARAM_HEADER = "x-param-"
+MODEL_QUERY = Query(None, description="Any served model: NAME (the served version), "
+                                      "NAME@ALIAS or NAME/VERSION (default: the route's model).")
+
+
+def router(settings: GatewaySettings) -> APIRouter:
+    routes = APIRouter(tags=["inference"], dependencies=predict_guard(settings))
+
+    @routes.post("/forward", summary="One input -> the model's answer",
+                 openapi_extra=openapi.forward_body())
+    async def forward(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
+        gateway = gateway_of(request)
+        served = await gateway.directory.resolve(model or settings.forward_model)
+        if parsing.is_multipart(request):
+            image = await parsing.uploaded(request, "image")
+            if served.input_format != "base64":
+                raise BadRequest(f"model {served.name!r} takes JSON, not an image", field="image")
+            body = image_request(image, served.name)
+            parameters = {k[len(PARAM_HEADER):]: v for k, v in request.headers.items()
+                          if k.startswith(PARAM_HEADER)}
+            if parameters:
+                body["parameters"] = parameters
+            answers, served = await scoring.on_served_version(
+                gateway, served, lambda model: scoring.infer(gateway, model, body))
+            return scoring.with_model(scoring.shaped(served, answers[0]), served)
+        data = await parsing.json_body(request)
+        if served.input_format == "base64":
+            raise BadRequest(f"model {served.name!r} takes an image: send multipart/form-data "
+                             "with the file in field 'image'", field="image")
+        answer, served = await scoring.score_document(gateway, served, data)
+        return scoring.with_model(scoring.shaped(served, answer), served)
+
+    @routes.post("/forward_batch", summary="Many inputs -> answers in input order",
+                 openapi_extra=openapi.batch_body())
+    async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
+        gateway = gateway_of(request)
+        served = await gateway.directory.resolve(model or settings.batch_model)
+        rows, _ = await parsing.batch_rows(request, served, settings.max_body_bytes * 4, None)
+        answers, ids, served = await scoring.score_batch(gateway, served, rows)
+        results = [{"row": i, **key, **scoring.as_dict(scoring.shaped(served, a))}
+                   for i, (key, a) in enumerate(zip(ids, answers))]
+        return scoring.with_model({"model": served.name, "version": served.version,
+                                   "rows": len(results), "results": results}, served)
+
+    @routes.post("/evaluate", summary="/forward_batch plus metrics against labels",
+                 openapi_extra=openapi.batch_body(evaluate=True))
+    async def evaluate_route(request: Request, model: Optional[str] = MODEL_QUERY,
+                             label: Optional[str] = Query(
+                                 None, description="Label column (default from settings: "
+                                                   "label)")) -> Any:
+        gateway = gateway_of(request)
+        served = await gateway.directory.resolve(model or settings.batch_model)
+        rows, truth = await parsing.batch_rows(request, served, settings.max_body_bytes * 4,
+                                               label or settings.label_column)
+        answers, ids, served = await scoring.score_batch(gateway, served, rows)
+        results = [{"row": i, **key, "label": t, **scoring.as_dict(scoring.shaped(served, a))}
+                   for i, (key, t, a) in enumerate(zip(ids, truth, answers))]
+        return scoring.with_model({"model": served.name, "version": served.version,
+                                   "metrics": evaluate(truth, answers), "results": results},
+                                  served)
+
+    async def one_transaction(request: Request, reference: str) -> Any:
+        gateway = gateway_of(request)
+        served = await gateway.directory.resolve(reference)
+        data = await parsing.json_body(request)
+        if not isinstance(data, dict):
+            raise BadRequest("expected one transaction as a JSON object", field="body")
+        answer, served = await scoring.score_document(gateway, served, data)
+        return scoring.with_model(answer, served)
+
+    @routes.post("/predict", tags=["fraud"], summary="Binary fraud on one transaction",
+                 openapi_extra=openapi.json_body())
+    async def predict(request: Request) -> Any:
+        return await one_transaction(request, settings.predict_model)
+
+    @routes.post("/predict_scenario", tags=["fraud"], summary="Fraud scenario on one transaction",
+                 openapi_extra=openapi.json_body())
+    async def predict_scenario(request: Request) -> Any:
+        return await one_transaction(request, settings.scenario_model)
+
+    return routes

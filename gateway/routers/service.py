@@ -1,0 +1,55 @@
+"""The gateway itself: web page, liveness, readiness, the models it can reach."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Dict, List
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from mlplatform.pyfunc_models.conventions import ModelReference
+
+from ..context import gateway_of
+from ..settings import GatewaySettings
+
+PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
+
+
+def router(settings: GatewaySettings) -> APIRouter:
+    routes = APIRouter(tags=["service"])
+    page = PAGE.read_text(encoding="utf-8")
+    route_models = sorted({ModelReference.parse(reference, None).name for reference in (
+        settings.forward_model, settings.batch_model, settings.predict_model,
+        settings.scenario_model)})
+
+    @routes.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        """The web page: pick a model, send JSON or an image, see the answer."""
+        return HTMLResponse(page)
+
+    @routes.get("/health", summary="The gateway process is up")
+    async def health() -> Dict[str, str]:
+        return {"status": "ok"}
+
+    @routes.get("/ready", summary="MLServer and the routes' models are ready")
+    async def ready(request: Request) -> JSONResponse:
+        upstream = gateway_of(request).upstream
+        checks = await asyncio.gather(upstream.ready(),
+                                      *(upstream.ready(name) for name in route_models))
+        models = dict(zip(route_models, checks[1:]))
+        ok = checks[0] and all(models.values())
+        return JSONResponse({"ready": ok, "model_server": checks[0], "models": models},
+                            status_code=200 if ok else 503)
+
+    @routes.get("/models", summary="The models the gateway can reach, with the version served")
+    async def models(request: Request) -> List[Dict[str, Any]]:
+        directory = gateway_of(request).directory
+        found = []
+        for name in await directory.served_names():
+            served = await directory.resolve(name)
+            found.append({"name": served.name, "version": served.version,
+                          "input": served.input_format, "output": served.output_format})
+        return found
+
+    return routes

@@ -1,0 +1,145 @@
+"""Sending requests to the model and shaping its answers: the routes' one way to score.
+
+* ``score_document``: one JSON document; concurrent calls to one model version
+  share V2 requests (``coalescing.py``);
+* ``score_batch``: many rows -- a table as columns to models that take tables
+  (gRPC when configured), else one JSON document or image per row;
+* ``infer``: one V2 request and its decoded answers.
+
+A call routed to the served version (not pinned by alias or version) that finds
+it unloaded -- a deploy just retired it -- is re-routed once to the version
+served now, so a switch costs callers nothing.
+"""
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Dict, List, Tuple, TypeVar
+
+import pandas as pd
+from fastapi.responses import ORJSONResponse
+
+from mlplatform.pyfunc_models.table import encode_frame
+from mlplatform.pyfunc_models.wire import (
+    WireFormatError,
+    decode_base64_response,
+    decode_json_response,
+    documents_request,
+    images_request,
+)
+
+from . import batch
+from .context import Gateway
+from .directory import ServedModel
+from .errors import ModelFailed, NotLoaded
+from .request_id import current_request_id
+from .table import infer_in_parts, table_answers
+
+T = TypeVar("T")
+
+
+async def on_served_version(gateway: Gateway, served: ServedModel,
+                            call: Callable[[ServedModel], Awaitable[T]]) -> Tuple[T, ServedModel]:
+    """``call(served)`` and the version it ran on: re-routed once if ``served`` was
+    retired meanwhile."""
+    try:
+        return await call(served), served
+    except NotLoaded:
+        if served.pinned:
+            raise
+        gateway.directory.forget(served.name)
+        now = await gateway.directory.resolve(served.name)
+        if now.version == served.version:
+            raise
+        return await call(now), now
+
+
+async def score_document(gateway: Gateway, served: ServedModel,
+                         document: Any) -> Tuple[Any, ServedModel]:
+    """One JSON document's answer, and the version that gave it; concurrent calls to a
+    model share V2 requests."""
+    async def send(documents: List[Any]) -> List[Tuple[Any, ServedModel]]:
+        answers, model = await on_served_version(
+            gateway, served, lambda model: infer(gateway, model,
+                                                 documents_request(documents, model.name)))
+        return [(answer, model) for answer in answers]
+
+    if gateway.settings.coalesce_max_batch <= 1:
+        return (await send([document]))[0]
+    return await gateway.coalescer.score((served.name, served.version or ""), document, send)
+
+
+async def score_batch(gateway: Gateway, served: ServedModel,
+                      rows: Any) -> Tuple[List[Any], List[Dict[str, Any]], ServedModel]:
+    """Answers in input order, each row's id fields (``id`` column, or image file), and
+    the version that answered."""
+    if isinstance(rows, pd.DataFrame):
+        ids = ([{"id": v} for v in rows["id"].tolist()] if "id" in rows.columns
+               else [{}] * len(rows))
+        if served.accepts_table:
+            answers, model = await on_served_version(
+                gateway, served, lambda model: _score_table(gateway, model, rows))
+            return answers, ids, model
+        return _with_ids(await _documents(gateway, served, batch.records_of(rows)), ids)
+    if rows and isinstance(rows[0], tuple):  # images from a zip
+        images = [content for _, content in rows]
+        answered = await on_served_version(
+            gateway, served, lambda model: infer(gateway, model, images_request(images, model.name)))
+        return _with_ids(answered, [{"file": name} for name, _ in rows])
+    if served.accepts_table and all(isinstance(r, dict) for r in rows):
+        return await score_batch(gateway, served, pd.DataFrame.from_records(rows))
+    return _with_ids(await _documents(gateway, served, rows),
+                     [{"id": r["id"]} if isinstance(r, dict) and "id" in r else {} for r in rows])
+
+
+def _with_ids(answered: Tuple[List[Any], ServedModel], ids: List[Dict[str, Any]]):
+    answers, model = answered
+    return answers, ids, model
+
+
+async def _documents(gateway: Gateway, served: ServedModel,
+                     rows: List[Any]) -> Tuple[List[Any], ServedModel]:
+    return await on_served_version(
+        gateway, served, lambda model: infer(gateway, model, documents_request(rows, model.name)))
+
+
+async def _score_table(gateway: Gateway, served: ServedModel, rows: pd.DataFrame) -> List[Any]:
+    columns = await infer_in_parts(gateway.tables.infer_table, served.name, encode_frame(rows),
+                                   served.version, gateway.settings.table_request_bytes)
+    try:
+        return table_answers(columns, len(rows))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFailed(f"the model's table answer is not usable: {exc}") from exc
+
+
+async def infer(gateway: Gateway, served: ServedModel, body: Dict[str, Any]) -> List[Any]:
+    """The answers, one per document sent (JSON values, or base64 text for image answers)."""
+    answer = await gateway.upstream.infer(served.name, body, served.version,
+                                          current_request_id())
+    try:
+        if served.output_format == "base64":
+            decoded = decode_base64_response(answer)
+        else:
+            decoded = decode_json_response(answer)
+    except WireFormatError as exc:
+        raise ModelFailed(f"the model's answer is not in the expected format: {exc}") from exc
+    expected = body["inputs"][0]["shape"][0] if isinstance(body["inputs"][0]["data"], list) else 1
+    answers = decoded if expected > 1 else [decoded]
+    if len(answers) != expected:
+        raise ModelFailed(f"the model answered {len(answers)} items for {expected} inputs")
+    return answers
+
+
+def shaped(served: ServedModel, answer: Any) -> Any:
+    if served.output_format == "base64":
+        return {"image": answer, "content_type": "image/png"}
+    return answer
+
+
+def as_dict(answer: Any) -> Dict[str, Any]:
+    return answer if isinstance(answer, dict) else {"answer": answer}
+
+
+def with_model(payload: Any, served: ServedModel) -> ORJSONResponse:
+    headers = {"X-Model-Name": served.name}
+    if served.version:
+        headers["X-Model-Version"] = served.version
+    return ORJSONResponse(payload, headers=headers)
