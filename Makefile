@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo down test lint bench install clean
+.PHONY: demo down test test-fast lint bench install clean
 
 # Create the venv if missing; reinstall when the package metadata or the pins change.
 $(STAMP): setup.cfg pyproject.toml constraints.txt
@@ -30,11 +30,18 @@ demo: $(STAMP)
 down:
 	@if [ -x $(BIN)/mlplatform ]; then $(BIN)/mlplatform down; else echo "nothing installed, nothing running"; fi
 
-## test: flake8, then the test suite against real MLflow, S3 and MLServer processes.
+## test: flake8, then the test suite against real MLflow, S3 and MLServer processes;
+## fails if the suite left any untracked or modified file in the checkout.
 test: $(STAMP)
 	$(BIN)/flake8 .
 	bash scripts/ensure_chromium.sh
-	$(BIN)/python -m pytest
+	@git status --porcelain --ignored > $(VENV)/.status-before 2>/dev/null || true
+	$(BIN)/python -m pytest -p no:cacheprovider
+	@bash scripts/check_clean.sh $(VENV)/.status-before
+
+## test-fast: the unit tier only (no processes started), in seconds.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider -m unit
 
 lint: $(STAMP)
 	$(BIN)/flake8 .

@@ -79,6 +79,8 @@ def create_app(settings: Optional[GatewaySettings] = None,
                               "bad request, 401 unauthorized, 403 the model failed, 413 too "
                               "large, 503 model server unavailable.")
     app.state.settings = settings
+    if gateway is not None:
+        app.state.gateway = gateway
     install(app)
     app.add_middleware(BodySizeLimit, limit_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -74,7 +74,10 @@ class V2Upstream:
 
 
 def unreachable(exc: ServerUnreachable) -> Unavailable:
-    return Unavailable(f"{exc.url.split('/v2/')[0]} is unreachable ({exc.reason})")
+    server = exc.url.split("/v2/")[0]
+    if exc.reason == "timed out":
+        return Unavailable(f"{server} did not answer in time (timeout)")
+    return Unavailable(f"{server} is unreachable ({exc.reason})")
 
 
 def not_loaded(model: str, version: Optional[str], reason: str) -> NotLoaded:

@@ -190,7 +190,7 @@ def _start_mlflow(settings: PlatformSettings, state: StackState, report: Report)
     folder.mkdir(parents=True, exist_ok=True)
     destination = settings.artifacts_destination
     command = [
-        executable("mlflow"), "server",
+        sys.executable, "-m", "mlplatform.scripts.mlflow_server",  # `mlflow server`, one process
         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
         "--serve-artifacts", "--artifacts-destination", destination,
         "--host", settings.host, "--port", str(settings.mlflow_port),

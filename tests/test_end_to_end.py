@@ -21,7 +21,7 @@ from mlplatform.client import (
 )
 from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
 from mlplatform.scripts.s3 import s3_client
-from tests.conftest import S3_KEY, S3_SECRET
+from tests.support import S3_KEY, S3_SECRET
 
 LEGIT = {**EXAMPLE_TRANSACTION, "amount": 23.5, "hour": 13, "merchant_category": "grocery",
          "country": "US", "is_online": False, "distance_from_home_km": 3.0,
@@ -76,14 +76,16 @@ def test_fraud_run_has_training_metrics(registry):
     assert {"precision", "recall", "f1", "threshold"} <= set(metrics)
 
 
-def test_generated_model_settings_pin_the_registry_version(served):
+def test_generated_model_settings_pin_the_registry_version(served, registry):
     config = served.state_dir / "mlserver"
     settings = json.loads((config / "settings.json").read_text())
     assert settings["load_models_at_startup"] is False
     for name in ("echo", "fraud"):
-        document = json.loads((config / name / "model-settings.json").read_text())
-        assert document["implementation"] == "mlserver_mlflow.MLflowRuntime"
-        assert re.fullmatch(rf"models:/{name}/\d+", document["parameters"]["uri"])
+        served_version = registry.get_registered_model(name).tags["mlplatform.served.local"]
+        documents = [json.loads(p.read_text()) for p in (config / name).rglob("model-settings.json")]
+        assert [d["parameters"]["version"] for d in documents] == [served_version]
+        assert documents[0]["implementation"] == "mlserver_mlflow.MLflowRuntime"
+        assert documents[0]["parameters"]["uri"] == f"models:/{name}/{served_version}"
     text = "".join(p.read_text() for p in config.rglob("*.json"))
     assert S3_SECRET not in text and S3_KEY not in text
 
@@ -233,24 +235,6 @@ def test_logs_show_each_component(served):
     assert served.cli("logs", "mlserver", "-n", "5").stdout.strip()
 
 
-def test_forced_reregistration_is_served_after_deploy(served, registry, server):
-    before = registry.get_model_version_by_alias("echo", "champion").version
-    output = served.cli("register", "echo", "--force").stdout
-    after = registry.get_model_version_by_alias("echo", "champion").version
-    assert int(after) == int(before) + 1
-    assert f"models:/echo/{after}" in output
-    served.cli("deploy")
-    response = server.infer("echo", create_request_to_mlserver_model({"a": 21}, "echo"))
-    assert response["model_version"] == after
-    assert decode_answer_body(response) == {"result": 42}
-
-
-def decode_answer_body(body):
-    from mlplatform.pyfunc_models.wire import decode_json_response
-
-    return decode_json_response(body)
-
-
 def test_credentials_never_appear_in_files_or_logs(served):
     for path in served.state_dir.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".log", ".yaml", ".txt", ""):
@@ -264,7 +248,7 @@ def test_mlserver_config_for_a_hand_run_mlserver_start(served, tmp_path):
     import subprocess
 
     from mlplatform.scripts.processes import free_port
-    from tests.conftest import BIN, stop, wait_for_http
+    from tests.support import BIN, stop, wait_for_http
 
     port = free_port()
     out = tmp_path / "config"

@@ -14,7 +14,7 @@ import requests
 
 from mlplatform.client.gateway import BadRequest, GatewayClient, Unauthorized
 from mlplatform.scripts.processes import free_port
-from tests.conftest import neomaril_async_folder, stop, wait_for_http
+from tests.support import neomaril_async_folder, stop, wait_for_http
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -68,7 +68,7 @@ def test_job_round_trip(gateway, tmp_path):
 
 def test_job_inputs_and_outputs_live_in_the_artifact_store(jobs_stack, gateway):
     from mlplatform.scripts.s3 import s3_client
-    from tests.conftest import S3_KEY, S3_SECRET
+    from tests.support import S3_KEY, S3_SECRET
 
     job = gateway.submit_job(b"distance_km,items\n1,1\n", "mmf_delivery", "Batch scoring",
                              filename="one.csv")

@@ -14,7 +14,7 @@ from mlplatform.client import InferenceServerError, MLServerClient
 from mlplatform.pyfunc_models.imported.descriptors import DescriptorError, read_descriptor
 from mlplatform.pyfunc_models.imported.importer import import_folder
 from mlplatform.pyfunc_models.wire import json_request
-from tests.conftest import neomaril_async_folder
+from tests.support import neomaril_async_folder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MMF, NEOMARIL = EXAMPLES / "mmf_delivery", EXAMPLES / "neomaril_credit"
@@ -214,9 +214,11 @@ def test_run_with_an_unknown_target_is_a_clear_error(imported):
 def test_retraining_registers_updated_artifacts(imported, server, registry_client):
     before = registry_client.get_model_version_by_alias("mmf_delivery", "champion").version
     output = imported.cli("run", "mmf_delivery", "Retraining", str(MMF / "retrain.csv")).stdout
-    after = registry_client.get_model_version_by_alias("mmf_delivery", "champion").version
+    after = registry_client.get_model_version_by_alias("mmf_delivery", "challenger").version
     assert int(after) == int(before) + 1 and f"models:/mmf_delivery/{after}" in output
-    imported.cli("deploy")
+    assert registry_client.get_model_version_by_alias("mmf_delivery", "champion").version == before
+    assert server.predict("mmf_delivery", {"distance_km": 4.0, "items": 3})["minutes"] == 28.4
+    imported.cli("deploy", "--model", "mmf_delivery@challenger")
     retrained = server.predict("mmf_delivery", {"distance_km": 4.0, "items": 3})["minutes"]
     assert retrained != 28.4 and 25 < retrained < 40  # the new coefficients, near 8 + 4.5 d + 1.2 i
 

@@ -15,6 +15,7 @@ from mlplatform.mlserver_configs.generator import (
     generated_model_names,
     write_config,
 )
+from mlplatform.pyfunc_models.conventions import ModelReferenceError
 
 FRAUD = ResolvedModel("fraud", "3", "champion", "abc123", "mlflow-artifacts:/2/models/m-1/artifacts")
 ECHO = ResolvedModel("echo", "1", None, "def456", "s3://bucket/1/models/m-2/artifacts")
@@ -69,5 +70,5 @@ def test_model_references(text, expected):
 
 @pytest.mark.parametrize("text", ["", "a b", "fraud@", "fraud/x", "fraud/1@a"])
 def test_bad_model_references(text):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ModelReferenceError):
         ModelReference.parse(text)

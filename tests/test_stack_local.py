@@ -4,7 +4,11 @@ from __future__ import annotations
 import json
 import re
 
-from tests.conftest import Stack, assert_all_gone, recorded_pids, stack_environment
+import pytest
+
+from tests.support import Stack, assert_all_gone, recorded_pids, stack_environment
+
+pytestmark = pytest.mark.stack
 
 
 def test_up_twice_reuses_the_stack_and_down_stops_everything(tmp_path):
@@ -26,7 +30,7 @@ def test_up_twice_reuses_the_stack_and_down_stops_everything(tmp_path):
 
         stack.cli("register", "echo")
         deployed = stack.cli("deploy").stdout
-        assert "echo/1: ready" in deployed
+        assert "echo/1: serving" in deployed
         assert list((tmp_path / "artifacts").rglob("MLmodel"))
     finally:
         stack.cli("down", check=False)

@@ -1,0 +1,187 @@
+"""The gateway's routes in process, with a V2 server and a registry stand-in.
+
+The real-stack tests (test_gateway.py) prove the routes against MLServer; these
+pin down the routing rules and the request plumbing deterministically: which
+version a call goes to, re-routing after a switch, X-Request-ID, request sharing.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Dict, List, Optional
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from mlplatform.gateway.app import build, create_app
+from mlplatform.gateway.registry import RegisteredModel, VersionFormats
+from mlplatform.gateway.settings import GatewaySettings
+from mlplatform.gateway.upstream import not_loaded
+
+
+class FakeV2:
+    """Echo served in the versions of ``loaded``; answers ``{"result": 2a, "v": version}``.
+
+    ``hold``: every infer call waits for it (to let callers pile up deterministically).
+    """
+
+    def __init__(self, loaded: Dict[str, List[str]]):
+        self.loaded = loaded
+        self.calls: List[Dict[str, Any]] = []
+        self.hold: Optional[asyncio.Event] = None
+
+    async def infer(self, model: str, body: Dict[str, Any], version: Optional[str] = None,
+                    request_id: Optional[str] = None) -> Dict[str, Any]:
+        self.calls.append({"model": model, "version": version, "request_id": request_id,
+                           "documents": body["inputs"][0]["data"]})
+        if self.hold is not None:
+            await self.hold.wait()
+        if version not in self.loaded.get(model, []):
+            raise not_loaded(model, version, "not found")
+        data = body["inputs"][0]["data"]
+        documents = [json.loads(d) for d in (data if isinstance(data, list) else [data])]
+        answers = [json.dumps({"result": 2 * d["a"], "v": version}) for d in documents]
+        return {"outputs": [{"name": "output", "datatype": "BYTES", "shape": [len(answers)],
+                             "data": answers}]}
+
+    async def index(self) -> List[Dict[str, Any]]:
+        return [{"name": name, "version": v, "state": "READY"}
+                for name, versions in self.loaded.items() for v in versions]
+
+    async def ready(self, model: Optional[str] = None, version: Optional[str] = None) -> bool:
+        return model is None or model in self.loaded
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeRegistry:
+    def __init__(self, served: Optional[str], aliases: Dict[str, str]):
+        self.served, self.aliases = served, aliases
+
+    async def model(self, name: str) -> Optional[RegisteredModel]:
+        return RegisteredModel(name, self.served, dict(self.aliases)) if name == "echo" else None
+
+    async def formats(self, name: str, version: str) -> VersionFormats:
+        return VersionFormats()
+
+    async def input_example(self, name: str, version: str) -> Any:
+        return {"a": 10}
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def parts(tmp_path):
+    settings = GatewaySettings(database_url=f"sqlite:///{tmp_path / 'gateway.db'}",
+                               jobs_storage=str(tmp_path / "jobs"), mlserver_grpc="",
+                               forward_model="echo")
+    upstream = FakeV2({"echo": ["1", "2"]})
+    registry = FakeRegistry(served="1", aliases={"champion": "2", "challenger": "2"})
+    gateway = build(settings, upstream=upstream, registry=registry)
+    return settings, upstream, registry, gateway
+
+
+@pytest.fixture
+def client(parts):
+    settings, _, _, gateway = parts
+    with TestClient(create_app(settings, gateway)) as test_client:
+        yield test_client
+
+
+def test_a_bare_name_goes_to_the_recorded_version_not_the_alias(client, parts):
+    response = client.post("/forward", json={"a": 10})
+    assert response.status_code == 200
+    assert response.json() == {"result": 20, "v": "1"}
+    assert response.headers["x-model-version"] == "1"
+    assert parts[1].calls[-1]["version"] == "1"
+
+
+@pytest.mark.parametrize("reference, version", [("echo@champion", "2"), ("echo/2", "2"),
+                                                ("echo/1", "1")])
+def test_alias_and_version_references(client, reference, version):
+    response = client.post("/forward", params={"model": reference}, json={"a": 1})
+    assert response.status_code == 200 and response.headers["x-model-version"] == version
+
+
+def test_unknown_alias_is_400_and_an_unloaded_version_is_503(client, parts):
+    parts[2].aliases["challenger"] = "7"  # registered, never deployed
+    response = client.post("/forward", params={"model": "echo@nosuch"}, json={"a": 1})
+    assert response.status_code == 400
+    assert "has no alias 'nosuch'" in response.json()["detail"]
+    response = client.post("/forward", params={"model": "echo@challenger"}, json={"a": 1})
+    assert response.status_code == 503
+    assert "echo@challenger is version 7, which is not served" in response.json()["detail"]
+    bad = client.post("/forward", params={"model": "echo@@x"}, json={"a": 1})
+    assert bad.status_code == 400 and "is not NAME, NAME@ALIAS or NAME/VERSION" in bad.json()[
+        "detail"]
+
+
+def test_a_retired_version_is_re_routed_to_the_one_served_now(client, parts):
+    _, upstream, registry, _ = parts
+    assert client.post("/forward", json={"a": 1}).headers["x-model-version"] == "1"
+    upstream.loaded["echo"] = ["2"]  # deploy switched and retired version 1 ...
+    registry.served = "2"            # ... after recording version 2 as served
+    response = client.post("/forward", json={"a": 5})
+    assert response.status_code == 200
+    assert response.json() == {"result": 10, "v": "2"}
+    assert response.headers["x-model-version"] == "2"
+    assert [c["version"] for c in upstream.calls[-2:]] == ["1", "2"]
+
+
+def test_a_pinned_version_is_never_re_routed(client, parts):
+    parts[1].loaded["echo"] = ["2"]
+    parts[3].directory._index = (float("inf"), {"echo": {"1", "2"}})  # index not yet refreshed
+    response = client.post("/forward", params={"model": "echo/1"}, json={"a": 1})
+    assert response.status_code == 503 and "echo version 1 is not loaded" in response.json()[
+        "detail"]
+
+
+def test_request_id_is_accepted_returned_and_passed_to_the_model_server(client, parts):
+    response = client.post("/forward", json={"a": 1}, headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    assert parts[1].calls[-1]["request_id"] == "abc-123"
+    generated = client.post("/forward", json={"a": 1}).headers["x-request-id"]
+    assert len(generated) == 32 and parts[1].calls[-1]["request_id"] == generated
+    assert client.get("/health").headers["x-request-id"]  # on every answer, errors too
+    assert client.post("/forward", content=b"{").headers["x-request-id"]
+    refused = client.post("/forward", json={"a": 1}, headers={"X-Request-ID": "has spaces"})
+    assert refused.headers["x-request-id"] != "has spaces"  # replaced, not echoed as given
+
+
+def test_openapi_examples_come_from_the_registered_input_example(client):
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/forward"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["examples"]["registered"]["value"] == {"a": 10}
+
+
+def test_callers_queued_behind_calls_in_flight_share_one_request(parts):
+    """Deterministic sharing: the stand-in holds every call until the burst is queued."""
+    settings, upstream, _, gateway = parts
+    app = create_app(settings, gateway)
+    callers = 8
+
+    async def main():
+        upstream.hold = asyncio.Event()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            tasks = [asyncio.create_task(http.post("/forward", json={"a": n}))
+                     for n in range(callers)]
+            lane = None
+            for _ in range(100_000):  # bounded: event-loop turns, not seconds
+                lane = gateway.coalescer._lanes.get(("echo", "1"))
+                if lane is not None and len(lane.pending) == callers - 2:  # 2 in flight
+                    break
+                await asyncio.sleep(0)
+            else:
+                pytest.fail("the burst never queued behind the calls in flight")
+            assert len(upstream.calls) == 2
+            upstream.hold.set()
+            return await asyncio.gather(*tasks)
+
+    answers = asyncio.run(main())
+    assert [a.json()["result"] for a in answers] == [2 * n for n in range(callers)]
+    assert [len(c["documents"]) if isinstance(c["documents"], list) else 1
+            for c in upstream.calls] == [1, 1, callers - 2]

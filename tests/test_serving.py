@@ -1,0 +1,128 @@
+"""What is served changes only through deploy, and never drops a request.
+
+On the real stack: registering, moving an alias or a failing deploy leave the
+served version answering; ``deploy`` switches once the new version is ready and
+retires the old one.  Traffic runs through the gateway the whole time.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import List, Tuple
+
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.stack
+
+SERVED_TAG = "mlplatform.served.local"
+
+
+class Traffic:
+    """/forward calls in a loop on a thread until stopped: every status and version seen."""
+
+    def __init__(self, url: str, limit_seconds: float = 300.0):
+        self.url, self.limit = url + "/forward", limit_seconds
+        self.seen: List[Tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit  # bounded even if stop() is never called
+        with requests.Session() as session:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                response = session.post(self.url, json={"a": 10}, timeout=30)
+                self.seen.append((response.status_code, response.headers.get("x-model-version")))
+
+    def __enter__(self) -> "Traffic":
+        self._thread.start()
+        while not self.seen:  # at least one answer before the action under test
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _answer(stack) -> Tuple[int, str, dict]:
+    response = requests.post(stack.gateway_url + "/forward", json={"a": 10}, timeout=30)
+    return response.status_code, response.headers.get("x-model-version"), response.json()
+
+
+@pytest.fixture
+def registry(served):
+    return MlflowClient(tracking_uri=served.mlflow_url)
+
+
+def test_register_then_deploy_switches_without_a_failed_request(served, registry):
+    """The foundations issue's scenario: a new champion changes nothing until deploy."""
+    before = registry.get_registered_model("echo").tags[SERVED_TAG]
+    with Traffic(served.gateway_url) as during_register:
+        output = served.cli("register", "echo", "--force", "--alias", "champion").stdout
+    new = registry.get_model_version_by_alias("echo", "champion").version
+    assert new != before and f"models:/echo/{new}" in output
+    assert {status for status, _ in during_register.seen} == {200}
+    assert {version for _, version in during_register.seen} == {before}
+    assert _answer(served)[:2] == (200, before)  # the alias moved; serving did not
+
+    with Traffic(served.gateway_url) as during_deploy:
+        output = served.cli("deploy", "--model", "echo").stdout
+    assert f"echo/{new}: serving (was version {before})" in output
+    assert {status for status, _ in during_deploy.seen} == {200}, during_deploy.seen
+    assert {version for _, version in during_deploy.seen} <= {before, new}
+    assert _answer(served) == (200, new, {"result": 20})  # the very next call: the new one
+    assert registry.get_registered_model("echo").tags[SERVED_TAG] == new
+    index = requests.post(served.mlserver_url + "/v2/repository/index", json={}).json()
+    assert [m["version"] for m in index if m["name"] == "echo"] == [new]  # old one retired
+
+
+def test_register_with_a_champion_sets_challenger(served, registry):
+    champion = registry.get_model_version_by_alias("echo", "champion").version
+    output = served.cli("register", "echo", "--force").stdout
+    challenger = registry.get_model_version_by_alias("echo", "challenger").version
+    assert f"models:/echo@challenger -> models:/echo/{challenger}" in output
+    assert registry.get_model_version_by_alias("echo", "champion").version == champion
+    assert _answer(served)[:2] == (200, registry.get_registered_model("echo").tags[SERVED_TAG])
+    # The challenger is reachable by name only once it is deployed; the gateway says so.
+    response = requests.post(served.gateway_url + "/forward?model=echo@challenger",
+                             json={"a": 1}, timeout=30)
+    assert response.status_code == 503
+    assert f"echo@challenger is version {challenger}, which is not served" in response.json()[
+        "detail"]
+
+
+def test_moving_the_alias_outside_the_toolkit_changes_nothing_served(served, registry):
+    served_now = registry.get_registered_model("echo").tags[SERVED_TAG]
+    versions = [v.version for v in registry.search_model_versions("name='echo'")]
+    other = next(v for v in versions if v != served_now)
+    registry.set_registered_model_alias("echo", "champion", other)  # as the MLflow UI does
+    try:
+        assert _answer(served)[:2] == (200, served_now)
+    finally:
+        registry.set_registered_model_alias("echo", "champion", served_now)
+
+
+def test_a_version_that_fails_to_load_leaves_the_served_one(served, registry):
+    """Failure injection: a version whose artifacts do not exist."""
+    served_now = registry.get_registered_model("echo").tags[SERVED_TAG]
+    broken = registry.create_model_version(
+        "echo", f"s3://{served.s3.bucket}/no-such-model", run_id=None).version
+    try:
+        with Traffic(served.gateway_url) as during:
+            result = served.cli("deploy", "--model", f"echo/{broken}", check=False)
+        assert result.returncode == 1
+        assert f"echo/{broken}: not deployed, {served_now} still served" in result.stdout
+        assert {status for status, _ in during.seen} == {200}
+        assert {version for _, version in during.seen} == {served_now}
+        assert registry.get_registered_model("echo").tags[SERVED_TAG] == served_now
+        assert not (served.state_dir / "mlserver" / "echo" / broken).exists()
+    finally:
+        registry.delete_model_version("echo", broken)
+
+
+def test_deploy_to_any_mlserver_needs_its_repository(served):
+    result = served.cli("deploy", "--mlserver-url", served.mlserver_url, check=False)
+    assert result.returncode == 1
+    assert "--mlserver-url and --repository go together" in result.stderr
