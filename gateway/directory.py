@@ -15,6 +15,7 @@ an MLflow outage costs the predict path nothing once a model has been seen.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .registry import RegisteredModel, RegistryReader, RegistryUnavailable, Vers
 from .upstream import V2Upstream
 
 log = logging.getLogger("mlplatform.gateway")
-INDEX_MIN_INTERVAL = 1.0  # seconds between index refreshes forced by unknown names
+INDEX_MIN_INTERVAL = 1.0  # seconds between lookups forced by unknown names or aliases
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class ModelDirectory:
 
     async def resolve(self, reference: str) -> ServedModel:
         try:
-            wanted = ModelReference.parse(reference, default_alias=None)
+            wanted = _parse(reference)
         except ModelReferenceError as exc:
             raise BadRequest(str(exc), field="model") from exc
         loaded = await self.loaded()
@@ -105,6 +106,8 @@ class ModelDirectory:
         if wanted.version:
             return wanted.version
         record = await self._record(wanted.name)
+        if wanted.alias and (record is None or record.aliases.get(wanted.alias) not in versions):
+            record = await self._record(wanted.name, fresh=True)  # maybe just set or moved
         if wanted.alias:
             if record is None:
                 raise Unavailable(f"the model registry cannot be read, so alias "
@@ -118,9 +121,13 @@ class ModelDirectory:
             return record.served
         return max(versions, key=_version_order)  # what MLServer's unversioned call uses
 
-    async def _record(self, name: str) -> Optional[RegisteredModel]:
-        """The registry's record of ``name``: cached, refreshed in the background."""
+    async def _record(self, name: str, fresh: bool = False) -> Optional[RegisteredModel]:
+        """The registry's record of ``name``: cached, refreshed in the background; with
+        ``fresh``, read now unless read in the last second."""
         cached = self._models.get(name)
+        if fresh and (cached is None or time.monotonic() - cached[0] > INDEX_MIN_INTERVAL):
+            await self._refresh(name)
+            cached = self._models.get(name)
         if cached is not None:
             if time.monotonic() - cached[0] > self.ttl and name not in self._refreshing:
                 self._refreshing.add(name)
@@ -150,6 +157,11 @@ class ModelDirectory:
                                   f"{name} version {version} ({exc})") from exc
             self._formats[key] = found or VersionFormats()  # a version's tags do not change
         return self._formats[key]
+
+
+@functools.lru_cache(maxsize=1024)  # the same few references on every call: parse once
+def _parse(reference: str) -> ModelReference:
+    return ModelReference.parse(reference, default_alias=None)
 
 
 def _version_order(version: Optional[str]) -> Tuple[int, str]:
