@@ -32,6 +32,7 @@ def throwaway_stack(models: Sequence[str], parallel_workers: int = 0) -> Iterato
         settings = load_settings(
             state_dir=Path(folder), mlflow_port=free_port(), mlserver_http_port=free_port(),
             mlserver_grpc_port=free_port(), mlserver_metrics_port=free_port(),
+            gateway_port=free_port(),
             parallel_workers=parallel_workers)
         settings.s3_endpoint_url = None  # benchmarks measure serving, not the artifact store
         stack.up(settings, report=lambda message: None)
