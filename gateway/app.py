@@ -12,8 +12,9 @@ import gc
 from typing import Optional
 
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, ORJSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from . import openapi
 from .coalescing import Coalescer
@@ -96,8 +97,17 @@ def create_app(settings: Optional[GatewaySettings] = None,
     return app
 
 
+DOCS_ASSETS = "/docs/assets"
+
+
 def _docs(app: FastAPI) -> None:
-    """``/openapi.json`` (examples from the registry), Swagger UI at ``/docs``, ReDoc."""
+    """``/openapi.json`` (examples from the registry) and Swagger UI at ``/docs``, served
+    with its own assets: FastAPI's default page loads Swagger UI from a CDN and stays
+    blank on a machine without internet (swagger-ui-bundle-v2 ships Swagger UI 5, which
+    renders OpenAPI 3.1)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(request: Request) -> JSONResponse:
@@ -105,11 +115,11 @@ def _docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=TITLE + " - API docs")
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url="/openapi.json", title=TITLE + " - ReDoc")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title=TITLE + " - API docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
 
 
 app = create_app()

@@ -64,3 +64,26 @@ def test_send_json_and_see_the_answer_and_errors(served, browser):
     page.wait_for_function("document.getElementById('status').textContent === 'HTTP 403'")
     assert "модель не смогла обработать данные" in page.text_content("#answer")
     page.close()
+
+
+def test_api_docs_render_offline_from_the_gateways_own_assets(served, browser):
+    """Swagger UI at /docs with every request kept on the gateway: a page that needed a
+    CDN would stay blank here (and on any machine without internet)."""
+    page = browser.new_page()
+    elsewhere = []
+
+    def only_the_gateway(route):
+        if route.request.url.startswith(served.gateway_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_gateway)
+    page.goto(served.gateway_url + "/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    paths = {element.get_attribute("data-path") for element in page.query_selector_all(
+        ".opblock-summary-path")}
+    assert {"/forward", "/forward_batch", "/evaluate", "/predict", "/jobs"} <= paths
+    assert elsewhere == []
+    page.close()

@@ -31,10 +31,9 @@ MODEL_PARAMETER = {"name": "model", "in": "query", "required": False,
 def router(settings: GatewaySettings) -> APIRouter:
     # The single-call routes take only the request: DirectRoute skips FastAPI's per-call
     # dependency solving (routing.py); batch routes keep documented query parameters.
-    routes = APIRouter(tags=["inference"], dependencies=predict_guard(settings),
-                       route_class=DirectRoute)
+    routes = APIRouter(dependencies=predict_guard(settings), route_class=DirectRoute)
 
-    @routes.post("/forward", summary="One input -> the model's answer",
+    @routes.post("/forward", tags=["inference"], summary="One input -> the model's answer",
                  openapi_extra={**openapi.forward_body(), "parameters": [MODEL_PARAMETER]})
     async def forward(request: Request) -> Any:
         gateway = gateway_of(request)
@@ -59,7 +58,8 @@ def router(settings: GatewaySettings) -> APIRouter:
         answer, served = await scoring.score_document(gateway, served, data)
         return scoring.with_model(scoring.shaped(served, answer), served)
 
-    @routes.post("/forward_batch", summary="Many inputs -> answers in input order",
+    @routes.post("/forward_batch", tags=["inference"],
+                 summary="Many inputs -> answers in input order",
                  openapi_extra=openapi.batch_body())
     async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         gateway = gateway_of(request)
@@ -71,7 +71,8 @@ def router(settings: GatewaySettings) -> APIRouter:
         return scoring.with_model({"model": served.name, "version": served.version,
                                    "rows": len(results), "results": results}, served)
 
-    @routes.post("/evaluate", summary="/forward_batch plus metrics against labels",
+    @routes.post("/evaluate", tags=["inference"],
+                 summary="/forward_batch plus metrics against labels",
                  openapi_extra=openapi.batch_body(evaluate=True))
     async def evaluate_route(request: Request, model: Optional[str] = MODEL_QUERY,
                              label: Optional[str] = Query(
