@@ -33,6 +33,30 @@ def read_csv(data: bytes, filename: str) -> pd.DataFrame:
     return frame
 
 
+def require_filled(frame: pd.DataFrame, column: str, filename: str) -> None:
+    """400 naming the rows where ``column`` (an id or label column) has no value."""
+    empty = frame.index[frame[column].isna()].tolist()
+    if empty:
+        rows = ", ".join(str(i) for i in empty[:10]) + (" ..." if len(empty) > 10 else "")
+        raise BadRequest(f"{filename!r}: column {column!r} is empty in row(s) {rows} "
+                         f"(rows counted from 0, header excluded)", field=column)
+
+
+TABLE_VALUES = (str, int, float, bool, type(None))
+
+
+def frame_of_records(rows: List[Dict[str, Any]]) -> pd.DataFrame:
+    """JSON rows as a table, for a model that takes tables: every value a scalar."""
+    for index, row in enumerate(rows):
+        for column, value in row.items():
+            if not isinstance(value, TABLE_VALUES):
+                raise BadRequest(f"row {index}, column {column!r}: a JSON "
+                                 f"{'list' if isinstance(value, list) else 'object'} is not a "
+                                 "table value (a number, text, true/false or null)",
+                                 field=str(column))
+    return pd.DataFrame.from_records(rows)
+
+
 def records_of(frame: pd.DataFrame) -> List[Dict[str, Any]]:
     """Rows as JSON-ready dicts (missing cells become null, numbers stay numbers)."""
     return [{k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)

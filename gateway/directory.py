@@ -71,6 +71,11 @@ class ModelDirectory:
     async def served_names(self) -> List[str]:
         return sorted(await self.loaded())
 
+    def is_stale(self, name: str) -> bool:
+        """Whether what is known of ``name`` is older than the refresh interval."""
+        cached = self._models.get(name)
+        return cached is None or time.monotonic() - cached[0] > self.ttl
+
     def forget(self, name: str) -> None:
         """Drop what is cached about ``name`` (its served version may just have changed)."""
         self._models.pop(name, None)
@@ -78,7 +83,8 @@ class ModelDirectory:
 
     # ------------------------------------------------------------ resolving
 
-    async def resolve(self, reference: str) -> ServedModel:
+    async def resolve(self, reference: str, default: bool = False) -> ServedModel:
+        """The model a request names (``default``: the route's own model, from settings)."""
         try:
             wanted = _parse(reference)
         except ModelReferenceError as exc:
@@ -88,9 +94,7 @@ class ModelDirectory:
             loaded = await self.loaded(refresh=True)  # maybe just deployed
         versions = loaded.get(wanted.name)
         if not versions:
-            names = ", ".join(sorted(loaded)) or "none"
-            raise BadRequest(f"unknown model {wanted.name!r}; served models: {names}",
-                             field="model")
+            await self._not_served(wanted.name, loaded, default)
         version = await self._version(wanted, versions)
         if version not in versions:
             how = f"@{wanted.alias} is version {version}" if wanted.alias else f"/{version}"
@@ -101,6 +105,25 @@ class ModelDirectory:
         return ServedModel(wanted.name, version, wanted.alias, formats.input_format,
                            formats.output_format, formats.run_id, formats.accepts_table,
                            pinned=bool(wanted.alias or wanted.version))
+
+    async def _not_served(self, name: str, loaded: Dict[str, Set[Optional[str]]],
+                          default: bool) -> None:
+        """503 for a model that exists but is not loaded (not deployed yet, the server
+        reloading, the route's own model missing); 400 for a name nobody knows."""
+        served = ", ".join(sorted(loaded)) or "none"
+        deploy = f"run `mlplatform deploy --model {name}`"
+        if default:
+            raise Unavailable(f"this route's model {name!r} is not served (served: {served}); "
+                              f"{deploy}")
+        try:
+            registered = await self.registry.model(name) is not None
+        except RegistryUnavailable as exc:
+            raise Unavailable(f"model {name!r} is not served (served: {served}) and the "
+                              f"registry cannot be read to tell whether it exists ({exc})") from exc
+        if registered:
+            raise Unavailable(f"model {name!r} is registered but not served (served: "
+                              f"{served}); {deploy}")
+        raise BadRequest(f"unknown model {name!r}; served models: {served}", field="model")
 
     async def _version(self, wanted: ModelReference, versions: Set[Optional[str]]) -> Optional[str]:
         if wanted.version:

@@ -46,10 +46,18 @@ class Unauthorized(GatewayError):
     status, message = 401, UNAUTHORIZED
 
 
+MAX_REASON = 1000  # characters of a model's reason passed on (it may echo a huge input)
+
+
 class ModelFailed(GatewayError):
-    """The model answered with an error; ``detail`` is its reason."""
+    """The model answered with an error; ``detail`` is its reason, capped."""
 
     status, message = 403, MODEL_FAILED
+
+    def __init__(self, detail: str, **extra: Any):
+        if len(detail) > MAX_REASON:
+            detail = f"{detail[:MAX_REASON]}... ({len(detail) - MAX_REASON} more characters)"
+        super().__init__(detail, **extra)
 
     def body(self) -> Dict[str, Any]:
         return {"message": self.message, "reason": self.detail, **self.extra}

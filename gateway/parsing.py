@@ -15,6 +15,26 @@ from . import batch
 from .directory import ServedModel
 from .errors import BadRequest
 
+# JSON nested deeper than this is refused (400): models take records, and Python's
+# serialiser (the V2 request carries each document as a JSON string) stops near 1,000.
+MAX_DEPTH = 64
+
+
+def check_depth(value: Any, raw_size: int, what: str) -> Any:
+    """``value`` unless it nests deeper than ``MAX_DEPTH`` (a short body cannot)."""
+    if raw_size <= 2 * MAX_DEPTH:
+        return value
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"{what} is nested more than {MAX_DEPTH} levels deep", field="body")
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return value
+
 
 def is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
@@ -25,7 +45,7 @@ async def json_body(request: Request) -> Any:
     if not raw:
         raise BadRequest("the body is empty; send JSON", field="body")
     try:
-        return orjson.loads(raw)
+        return check_depth(orjson.loads(raw), len(raw), "the JSON body")
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not JSON ({exc})", field="body") from exc
 
@@ -63,20 +83,25 @@ async def batch_rows(request: Request, served: ServedModel, max_unpacked: int,
         return _images(data, filename, content_type, served, max_unpacked, label)
     if name.endswith(".csv") or "text/csv" in content_type:
         frame = batch.read_csv(data, filename)
+        if "id" in frame.columns:
+            batch.require_filled(frame, "id", filename)
         if label is None:
             return frame, []
         if label not in frame.columns:
             raise BadRequest(f"the CSV has no label column {label!r}", field="label")
+        batch.require_filled(frame, label, filename)
         return frame.drop(columns=[label]), frame[label].tolist()
     try:
-        rows = batch.json_records(orjson.loads(data))
+        rows = batch.json_records(check_depth(orjson.loads(data), len(data), repr(filename)))
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"{filename!r} is neither CSV nor a JSON list ({exc})",
                          field="file") from exc
     if label is None:
         return rows, []
-    if not all(isinstance(r, dict) and label in r for r in rows):
-        raise BadRequest(f"every row needs the label column {label!r}", field="label")
+    missing = [i for i, r in enumerate(rows) if not isinstance(r, dict) or r.get(label) is None]
+    if missing:
+        raise BadRequest(f"row(s) {', '.join(map(str, missing[:10]))} have no label "
+                         f"{label!r}", field="label")
     truth = [r[label] for r in rows]
     return [{k: v for k, v in r.items() if k != label} for r in rows], truth
 

@@ -85,7 +85,7 @@ async def score_batch(gateway: Gateway, served: ServedModel,
             gateway, served, lambda model: infer(gateway, model, images_request(images, model.name)))
         return _with_ids(answered, [{"file": name} for name, _ in rows])
     if served.accepts_table and all(isinstance(r, dict) for r in rows):
-        return await score_batch(gateway, served, pd.DataFrame.from_records(rows))
+        return await score_batch(gateway, served, batch.frame_of_records(rows))
     return _with_ids(await _documents(gateway, served, rows),
                      [{"id": r["id"]} if isinstance(r, dict) and "id" in r else {} for r in rows])
 

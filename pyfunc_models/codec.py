@@ -29,7 +29,7 @@ from typing import Any, Dict, List
 import mlflow
 import numpy as np
 
-from .errors import ModelInputError
+from .errors import ModelAnswerError, ModelInputError
 from .table import TableError, decode_columns
 from .wire import (
     BASE64,
@@ -167,7 +167,10 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
     def _answer_text(self, answer: Any) -> str:
         if self.output_format == BASE64:
             return base64.b64encode(answer).decode("ascii")
-        return to_json(answer)
+        try:
+            return to_json(answer, allow_nan=False)
+        except ValueError as exc:
+            raise ModelAnswerError(f"{type(self).__name__}: {exc}") from exc
 
     def _notebook_input(self, value: Any) -> Any:
         if self.input_format != BASE64:

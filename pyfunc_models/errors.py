@@ -23,3 +23,12 @@ class ModelInputError(_ServingError, ValueError):
 
     def __init__(self, msg: str):
         super().__init__(msg, 400)
+
+
+class ModelAnswerError(_ServingError, ValueError):
+    """The model ran but its answer cannot be sent (e.g. NaN or infinity in JSON).
+
+    A 500 from MLServer, with our message instead of "Internal Server Error"."""
+
+    def __init__(self, msg: str):
+        super().__init__(msg, 500)

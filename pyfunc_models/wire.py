@@ -30,13 +30,20 @@ class WireFormatError(ValueError):
     """A tensor does not hold what the JSON-over-V2 format requires."""
 
 
-def to_json(value: Any) -> str:
-    """Serialise an answer, turning numpy scalars and arrays into plain JSON.
+def to_json(value: Any, allow_nan: bool = True) -> str:
+    """Serialise a document, turning numpy scalars and arrays into plain JSON.
 
     Models naturally return ``numpy.int64`` or ``numpy.ndarray``; ``json`` refuses
-    them, so they are converted here instead of in every model.
+    them, so they are converted here instead of in every model.  With
+    ``allow_nan=False`` (answers) NaN and infinity are refused: JSON cannot carry
+    them, and a reader would see ``null`` or fail.
     """
-    return json.dumps(value, default=_plain, ensure_ascii=False)
+    try:
+        return json.dumps(value, default=_plain, ensure_ascii=False, allow_nan=allow_nan)
+    except ValueError as exc:
+        if allow_nan or "Out of range float" not in str(exc):
+            raise
+        raise ValueError("the answer holds a number JSON cannot carry (NaN or infinity)") from exc
 
 
 def _plain(value: Any) -> Any:

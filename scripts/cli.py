@@ -236,15 +236,20 @@ def register(ctx: click.Context, models, every: bool, alias: Optional[str],
 @main.command("import")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--name", help="Registered model name [the folder's name].")
+@click.option("--example", type=click.Path(dir_okay=False, path_type=Path),
+              help="A JSON sample input [the folder's example.json / schema.json, if any].")
 @_registration_options
 @click.pass_context
 @_friendly_errors
-def import_folder(ctx: click.Context, folder: Path, name: Optional[str], alias: Optional[str],
-                  experiment: Optional[str], force: bool, tracking_uri: Optional[str]) -> None:
+def import_folder(ctx: click.Context, folder: Path, name: Optional[str], example: Optional[Path],
+                  alias: Optional[str], experiment: Optional[str], force: bool,
+                  tracking_uri: Optional[str]) -> None:
     """Register a folder of plain Python (MMF mmf.yml or Neomaril neomaril.yml) as a model.
 
     The descriptor is validated, each JSON target is run on the sample input
-    (example.json / schema.json) first, and nothing is registered if that fails.
+    (--example, or the folder's example.json / schema.json) first, and nothing is
+    registered if that fails. Without a sample the model is registered without a
+    sample run (and without an input example), and import says so.
     JsonToJson / Sync targets are then served by `mlplatform deploy`; FileToFile /
     Async / FileToArtifact targets run with `mlplatform run`.
     """
@@ -255,9 +260,12 @@ def import_folder(ctx: click.Context, folder: Path, name: Optional[str], alias: 
 
     settings = _settings(ctx)
     try:
-        spec, descriptor = describe_folder(folder, name)
+        spec, descriptor = describe_folder(folder, name, example)
     except DescriptorError as exc:
         raise StackError(str(exc)) from None
+    if descriptor.sample is None and descriptor.json_targets:
+        click.echo(f"{folder}: no sample input (example.json, schema.json or --example FILE): "
+                   "registering without a sample run")
     _register_and_report(settings, spec, tracking_uri, experiment, force, alias)
     for target in descriptor.targets:
         if target.task_type == "JsonToJson":

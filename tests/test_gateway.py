@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -33,6 +34,10 @@ from tests.support import GATEWAY_BODY_LIMIT, stack_environment, stop, wait_for_
 pytestmark = pytest.mark.stack  # every test here runs mlplatform or gateway processes
 
 MODEL_FAILED = "модель не смогла обработать данные"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CSV_HEADER = ",".join(FEATURES).encode()
+CSV_ROW = ",".join(str(EXAMPLE_TRANSACTION[f]).lower() if isinstance(EXAMPLE_TRANSACTION[f], bool)
+                   else str(EXAMPLE_TRANSACTION[f]) for f in FEATURES).encode()
 
 
 @pytest.fixture(scope="module")
@@ -237,12 +242,50 @@ def test_openapi_carries_examples(served):
                              files={"file": ("x.zip", b"PK\x03\x04 broken")}), "file"),
     (lambda s: requests.post(s + "/evaluate", json=[EXAMPLE_TRANSACTION]), "label"),
     (lambda s: requests.post(s + "/predict", json=[EXAMPLE_TRANSACTION]), "body"),
+    # Each of these was a 500 with a traceback (hardening issue):
+    (lambda s: requests.post(s + "/forward_batch", json=[{"amount": [1]}]), "amount"),
+    (lambda s: requests.post(s + "/forward_batch", json=[{"amount": {"y": 1}}]), "amount"),
+    (lambda s: requests.post(s + "/forward_batch", files={"file": (
+        "ids.csv", CSV_HEADER + b",id\n" + CSV_ROW + b",\n")}), "id"),
+    (lambda s: requests.post(s + "/evaluate", files={"file": (
+        "labels.csv", CSV_HEADER + b",label\n" + CSV_ROW + b",\n")}), "label"),
+    (lambda s: requests.post(s + "/forward", data=b"[" * 1000 + b"]" * 1000), "body"),
+    (lambda s: requests.post(s + "/predict", data=b'{"a":' * 1000 + b"1" + b"}" * 1000), "body"),
+    (lambda s: requests.post(s + "/forward_batch?model=echo", data=b"[" * 999 + b"]" * 999),
+     "body"),
+    (lambda s: requests.post(s + "/forward?model=echo@@x", json={}), "model"),
+    (lambda s: requests.post(s + "/forward?model=echo@nosuch", json={}), "model"),
 ])
 def test_bad_requests_are_400(served, call, field):
     response = call(served.gateway_url)
     assert response.status_code == 400, response.text
     body = response.json()
     assert body["message"] == "bad request" and body["field"] == field and body["detail"]
+
+
+def test_a_non_finite_answer_is_a_model_failure_not_null(served):
+    response = requests.post(served.gateway_url + "/forward", json={"a": 1.7e308})
+    assert response.status_code == 403, response.text
+    assert "NaN or infinity" in response.json()["reason"]
+
+
+def test_a_model_failure_does_not_echo_a_huge_input(served):
+    """The fraud model names the bad value in its reason; 3 MB of it must not come back."""
+    response = requests.post(served.gateway_url + "/predict",
+                             json={**EXAMPLE_TRANSACTION, "amount": "x" * 3_000_000})
+    assert response.status_code == 403
+    reason = response.json()["reason"]
+    assert reason.startswith("transaction: field 'amount' must be a number")
+    assert reason.endswith("more characters)") and len(response.content) < 5_000
+
+
+def test_a_registered_model_that_is_not_served_is_503(served):
+    served.cli("import", str(EXAMPLES / "neomaril_credit"), "--name", "credit_not_deployed")
+    response = requests.post(served.gateway_url + "/forward?model=credit_not_deployed",
+                             json={"income": 1})
+    assert response.status_code == 503
+    assert "registered but not served" in response.json()["detail"]
+    assert "mlplatform deploy --model credit_not_deployed" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("entry", ["/etc/passwd.png", "../up.png", "a/../../b.png"])

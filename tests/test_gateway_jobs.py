@@ -154,6 +154,8 @@ def test_closed_predict_routes_need_a_token(jobs_stack, token, tmp_path):
         wait_for_http(url + "/health", timeout=60, require_ok=True)
         assert requests.post(url + "/forward", json={"a": 1}).status_code == 401
         assert requests.post(url + "/predict", json={}).status_code == 401
+        assert requests.get(url + "/models").status_code == 401  # follows the predict routes
+        assert requests.get(url + "/metadata").status_code == 401
         answer = requests.post(url + "/forward", json={"a": 1},
                                headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200 and answer.json() == {"result": 2}

@@ -79,10 +79,57 @@ def test_target_that_does_not_import(mmf):
         import_folder(mmf)
 
 
-def test_json_target_needs_a_sample(mmf):
+def test_a_sample_is_optional_and_can_come_from_the_command_line(mmf, tmp_path):
     (mmf / "example.json").unlink()
-    with pytest.raises(DescriptorError, match=r"needs a JSON sample input: add example.json or schema.json"):
-        import_folder(mmf)
+    spec, descriptor = import_folder(mmf)  # no sample run, no error
+    assert descriptor.sample is None and spec.name == "mmf"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"distance_km": 4.0}')
+    with pytest.raises(DescriptorError, match=r"target 'Scoring' \(main.score\) failed on bad.json"):
+        import_folder(mmf, example=bad)
+    with pytest.raises(DescriptorError, match=r"nowhere.json: cannot read the sample input"):
+        import_folder(mmf, example=tmp_path / "nowhere.json")
+
+
+SEED_000_MAIN = """\
+import json
+
+with open('model', 'rb') as f:          # the seed opens its artifact at import
+    model = json.loads(f.read())
+
+
+def score(data):
+    return {'minutes': model['base'] + model['per_km'] * data['distance_km']}
+"""
+SEED_000_MMF = """\
+name: Seed 000 as written
+description: exactly the layout of the MMF guide
+targets:
+  - path: main.score
+    name: score
+    taskType: JsonToJson
+artifacts:
+  - name: model
+    path: model
+"""
+
+
+@pytest.fixture()
+def seed_000(tmp_path) -> Path:
+    """An MMF folder as seed 000 shows it: main.py, requirements.txt, mmf.yml, the
+    artifact -- and no example or schema file."""
+    folder = tmp_path / "seed_000"
+    folder.mkdir()
+    (folder / "main.py").write_text(SEED_000_MAIN)
+    (folder / "model").write_text('{"base": 5, "per_km": 2}')
+    (folder / "requirements.txt").write_text("")
+    (folder / "mmf.yml").write_text(SEED_000_MMF)
+    return folder
+
+
+def test_a_seed_000_folder_as_written_imports(seed_000):
+    spec, descriptor = import_folder(seed_000)
+    assert descriptor.sample is None and [t.name for t in descriptor.targets] == ["score"]
 
 
 def test_sample_run_failure_refuses_the_import(mmf):
@@ -104,7 +151,6 @@ def test_numpy_answers_are_converted(neomaril):
 
 @pytest.mark.parametrize("change, expected", [
     (lambda d: d.update(operation="Batch"), r"neomaril\.yml: operation: 'Batch' is not one of Sync, Async"),
-    (lambda d: d.pop("schema"), r"schema \(required for operation Sync\) needs a JSON sample"),
     (lambda d: d.update(source="score.py"), r"neomaril\.yml: source: 'score.py' does not exist"),
     (lambda d: d.update(extra_files=["utils.py"]), r"extra_files\[0\]: 'utils.py' does not exist"),
 ])
@@ -180,6 +226,15 @@ def test_errors_in_imported_code_are_400_with_the_reason(server):
         server.predict("neomaril_credit", {"income": 1})
     assert raised.value.status_code == 400
     assert "missing field(s): debt, age, late_payments" in raised.value.message
+
+
+def test_a_seed_000_folder_is_registered_and_served_without_a_sample(served, seed_000):
+    output = served.cli("import", str(seed_000)).stdout
+    assert "no sample input (example.json, schema.json or --example FILE): registering " \
+           "without a sample run" in output
+    served.cli("deploy", "--model", "seed_000")
+    with MLServerClient(served.mlserver_url) as client:
+        assert client.predict("seed_000", {"distance_km": 3}) == {"minutes": 11}
 
 
 def test_run_file_to_file(imported, tmp_path):

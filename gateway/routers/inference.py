@@ -38,7 +38,7 @@ def router(settings: GatewaySettings) -> APIRouter:
     async def forward(request: Request) -> Any:
         gateway = gateway_of(request)
         model = request.query_params.get("model")
-        served = await gateway.directory.resolve(model or settings.forward_model)
+        served = await gateway.directory.resolve(model or settings.forward_model, not model)
         if parsing.is_multipart(request):
             image = await parsing.uploaded(request, "image")
             if served.input_format != "base64":
@@ -63,7 +63,7 @@ def router(settings: GatewaySettings) -> APIRouter:
                  openapi_extra=openapi.batch_body())
     async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         gateway = gateway_of(request)
-        served = await gateway.directory.resolve(model or settings.batch_model)
+        served = await gateway.directory.resolve(model or settings.batch_model, not model)
         rows, _ = await parsing.batch_rows(request, served, settings.max_body_bytes * 4, None)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
         results = [{"row": i, **key, **scoring.as_dict(scoring.shaped(served, a))}
@@ -79,7 +79,7 @@ def router(settings: GatewaySettings) -> APIRouter:
                                  None, description="Label column (default from settings: "
                                                    "label)")) -> Any:
         gateway = gateway_of(request)
-        served = await gateway.directory.resolve(model or settings.batch_model)
+        served = await gateway.directory.resolve(model or settings.batch_model, not model)
         rows, truth = await parsing.batch_rows(request, served, settings.max_body_bytes * 4,
                                                label or settings.label_column)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
@@ -91,7 +91,7 @@ def router(settings: GatewaySettings) -> APIRouter:
 
     async def one_transaction(request: Request, reference: str) -> Any:
         gateway = gateway_of(request)
-        served = await gateway.directory.resolve(reference)
+        served = await gateway.directory.resolve(reference, default=True)
         data = await parsing.json_body(request)
         if not isinstance(data, dict):
             raise BadRequest("expected one transaction as a JSON object", field="body")

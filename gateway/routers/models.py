@@ -22,7 +22,7 @@ def router(settings: GatewaySettings) -> APIRouter:
     @routes.get("/metadata", summary="Provenance of the served model")
     async def metadata(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         gateway = gateway_of(request)
-        served = await gateway.directory.resolve(model or settings.forward_model)
+        served = await gateway.directory.resolve(model or settings.forward_model, not model)
         example = None
         with contextlib.suppress(RegistryUnavailable):
             example = await gateway.registry.input_example(served.name, served.version)

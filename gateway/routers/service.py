@@ -10,7 +10,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from mlplatform.pyfunc_models.conventions import ModelReference
 
+from ..auth import predict_guard
 from ..context import gateway_of
+from ..errors import GatewayError
 from ..settings import GatewaySettings
 
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
@@ -42,14 +44,23 @@ def router(settings: GatewaySettings) -> APIRouter:
         return JSONResponse({"ready": ok, "model_server": checks[0], "models": models},
                             status_code=200 if ok else 503)
 
-    @routes.get("/models", summary="The models the gateway can reach, with the version served")
+    @routes.get("/models", summary="The models the gateway can reach, with the version served",
+                dependencies=predict_guard(settings))
     async def models(request: Request) -> List[Dict[str, Any]]:
+        """From what the gateway has cached: ``stale`` when the registry record is older
+        than the refresh interval (e.g. MLflow unreachable); never waits on MLflow for a
+        model it has seen."""
         directory = gateway_of(request).directory
         found = []
         for name in await directory.served_names():
-            served = await directory.resolve(name)
+            try:
+                served = await directory.resolve(name)
+            except GatewayError as exc:
+                found.append({"name": name, "version": None, "error": exc.detail, "stale": True})
+                continue
             found.append({"name": served.name, "version": served.version,
-                          "input": served.input_format, "output": served.output_format})
+                          "input": served.input_format, "output": served.output_format,
+                          "stale": directory.is_stale(name)})
         return found
 
     return routes

@@ -151,9 +151,7 @@ def _read_mmf(folder: Path, path: Path) -> ImportSpec:
                               function, task_type, "mmf", _text(raw, "description", where, False),
                               updates))
     _unique_target_names(targets, path)
-    sample, sample_file = _sample(folder, [folder / f for f in SAMPLE_FILES],
-                                  required=any(t.task_type == "JsonToJson" for t in targets),
-                                  where=f"{path}: a JsonToJson target")
+    sample, sample_file = _sample(folder, [folder / f for f in SAMPLE_FILES])
     return ImportSpec("mmf", name, _text(document, "description", str(path), False),
                       tuple(targets), tuple(artifacts), _requirements(folder), sample, sample_file,
                       MMF_FILE)
@@ -200,8 +198,7 @@ def _read_neomaril(folder: Path, path: Path) -> ImportSpec:
                     str(document.get("description") or ""))
     schema = _text(document, "schema", str(path), required=False)
     candidates = [folder / _inside(folder, schema, f"{path}: schema")] if schema else []
-    sample, sample_file = _sample(folder, candidates, required=operation == "Sync",
-                                  where=f"{path}: schema (required for operation Sync)")
+    sample, sample_file = _sample(folder, candidates)
     requirements_file = _text(document, "requirements", str(path), required=False)
     return ImportSpec("neomaril", name, str(document.get("description") or ""), (target,),
                       tuple(artifacts), _requirements(folder, requirements_file), sample,
@@ -227,17 +224,23 @@ def _unique_target_names(targets: List[Target], path: Path) -> None:
         seen[target.name] = index
 
 
-def _sample(folder: Path, candidates: List[Path], required: bool, where: str):
+def _sample(folder: Path, candidates: List[Path]):
+    """The folder's JSON sample input, if it has one (seed 000 folders often do not:
+    import then registers without a sample run and says so)."""
     for candidate in candidates:
         if candidate.exists():
-            try:
-                return json.loads(candidate.read_text(encoding="utf-8")), candidate.name
-            except ValueError as exc:
-                raise DescriptorError(f"{candidate}: not valid JSON ({exc})") from exc
-    if required:
-        names = " or ".join(c.name for c in candidates) or "schema.json"
-        raise DescriptorError(f"{where} needs a JSON sample input: add {names} to {folder}")
+            return read_sample(candidate)
     return None, ""
+
+
+def read_sample(path: Path):
+    """(the parsed JSON, the file's name); ``DescriptorError`` naming the file otherwise."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), path.name
+    except OSError as exc:
+        raise DescriptorError(f"{path}: cannot read the sample input ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise DescriptorError(f"{path}: not valid JSON ({exc})") from exc
 
 
 def _requirements(folder: Path, name: Optional[str] = None) -> Tuple[str, ...]:

@@ -12,6 +12,7 @@ is run on the sample input and must return something JSON-serialisable
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Optional, Tuple
 
 from ..catalog import BuildContext, ModelBundle, ModelSpec
 from ..errors import ModelInputError
-from .descriptors import DescriptorError, ImportSpec, read_descriptor
+from .descriptors import DescriptorError, ImportSpec, read_descriptor, read_sample
 from .model import BUNDLE_ARTIFACT, ImportedModel
 from .usercode import UserCodeError
 
@@ -41,13 +42,13 @@ def model_name_for(folder: Path, name: Optional[str] = None) -> str:
 
 
 def validate(folder: Path, spec: ImportSpec) -> ImportedModel:
-    """Import every target and run each JSON target on the sample input."""
+    """Import every target and run each JSON target on the sample input (if there is one)."""
     descriptor = folder / spec.descriptor
     try:
         model = ImportedModel().attach(spec, folder)
     except UserCodeError as exc:
         raise ImportValidationError(f"{descriptor}: {exc}") from exc
-    for target in spec.json_targets:
+    for target in spec.json_targets if spec.sample is not None else ():
         try:
             model.call_json(target, spec.sample)
         except ModelInputError as exc:
@@ -57,10 +58,17 @@ def validate(folder: Path, spec: ImportSpec) -> ImportedModel:
     return model
 
 
-def import_folder(folder: Path, name: Optional[str] = None) -> Tuple[ModelSpec, ImportSpec]:
-    """Validate ``folder``; a ``ModelSpec`` for ``registration.register`` and its descriptor."""
+def import_folder(folder: Path, name: Optional[str] = None,
+                  example: Optional[Path] = None) -> Tuple[ModelSpec, ImportSpec]:
+    """Validate ``folder``; a ``ModelSpec`` for ``registration.register`` and its descriptor.
+
+    ``example``: a JSON file to use as the sample input instead of the folder's own.
+    """
     folder = folder.resolve()
     spec = read_descriptor(folder)
+    if example is not None:
+        sample, sample_file = read_sample(example)
+        spec = dataclasses.replace(spec, sample=sample, sample_file=sample_file)
     validate(folder, spec)
     model_name = model_name_for(folder, name)
 
