@@ -1,4 +1,5 @@
-"""``python -m mlplatform.gateway.run_job JOB_ID``: run one claimed job, in a process of its own.
+"""``python -m mlplatform.gateway.run_job JOB_ID OWNER``: run one leased job, in a process of
+its own; the outcome is recorded only while the lease is still ``OWNER``'s.
 
 The gateway starts one of these per job, so the data scientist's code (which
 may change directory, crash or use a lot of memory) never runs inside the
@@ -18,7 +19,7 @@ from .settings import GatewaySettings
 from .store import Store
 
 
-def main(job_id: str) -> int:
+def main(job_id: str, owner: str = None) -> int:
     settings = GatewaySettings()
     store, files = Store(settings.database_url), JobFiles(settings.jobs_storage)
     job = store.job(job_id)
@@ -38,7 +39,8 @@ def main(job_id: str) -> int:
             if outcome.output is not None:
                 key = f"{job.id}/output/{outcome.output.name}"
                 files.put_file(key, outcome.output)
-                store.finish(job.id, output_name=outcome.output.name, output_key=key)
+                store.finish(job.id, output_name=outcome.output.name, output_key=key,
+                             owner=owner)
             else:
                 report = work / "result.json"
                 registered = outcome.registration
@@ -47,12 +49,12 @@ def main(job_id: str) -> int:
                     if registered else str(outcome.answer))
                 key = f"{job.id}/output/result.json"
                 files.put_file(key, report)
-                store.finish(job.id, output_name="result.json", output_key=key)
+                store.finish(job.id, output_name="result.json", output_key=key, owner=owner)
     except Exception as exc:  # the job failed: record why, keep the gateway unaffected
         traceback.print_exc()
-        store.finish(job.id, error=f"{type(exc).__name__}: {exc}"[:4000])
+        store.finish(job.id, error=f"{type(exc).__name__}: {exc}"[:4000], owner=owner)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:3]))

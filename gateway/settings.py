@@ -51,6 +51,9 @@ class GatewaySettings(BaseSettings):
     database_url: str = ""
     jobs_storage: str = ""
     job_timeout: float = 3600.0                  # seconds one job may run
+    # Seconds a gateway's claim on a running job holds without a heartbeat (renewed every
+    # third of it): how long a job of a gateway that died waits before another takes it.
+    job_lease: float = 30.0
 
     def model_post_init(self, context) -> None:
         state = Path(os.environ.get("MLPLATFORM_STATE_DIR") or ".mlplatform").expanduser().resolve()

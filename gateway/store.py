@@ -1,7 +1,10 @@
 """Job state and access tokens, in one SQLAlchemy database (SQLite by default).
 
 Any SQLAlchemy URL works (``MLPLATFORM_GATEWAY_DATABASE_URL``), so a gateway
-restart — or several gateways on one PostgreSQL — loses no job.  Tokens are
+restart — or several gateways on one PostgreSQL — loses no job and runs none
+twice: a gateway *leases* the job it runs (``owner`` + ``lease_until``, renewed
+by a heartbeat while the job runs).  A Running job goes back to work only when
+its lease has expired — its gateway died — never because another gateway started.  Tokens are
 stored as SHA-256 hashes only; the token itself is shown once, at creation.
 """
 from __future__ import annotations
@@ -9,14 +12,28 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import datetime, timezone
+import logging
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import List, Optional
 
-from sqlalchemy import Boolean, DateTime, String, Text, create_engine, select, update
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    String,
+    Text,
+    and_,
+    create_engine,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 REQUESTED, RUNNING, SUCCEEDED, FAILED = "Requested", "Running", "Succeeded", "Failed"
+log = logging.getLogger("mlplatform.gateway")
 TOKEN_PREFIX = "mlp_"
 
 
@@ -44,6 +61,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The gateway running it and until when its claim holds (renewed by its heartbeat).
+    owner: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True),
+                                                            nullable=True)
 
     def public(self) -> dict:
         def stamp(value: Optional[datetime]) -> Optional[str]:
@@ -69,6 +90,11 @@ class Token(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+def _naive(moment: datetime) -> datetime:
+    """Leases are compared in UTC without a time zone: SQLite stores none."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -80,6 +106,15 @@ class Store:
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(url, pool_pre_ping=True, **options)
         Base.metadata.create_all(self.engine)
+        self._add_lease_columns()
+
+    def _add_lease_columns(self) -> None:
+        """A job table made before leases existed gets its two columns."""
+        present = {column["name"] for column in inspect(self.engine).get_columns("jobs")}
+        with self.engine.begin() as connection:
+            for name, kind in (("owner", "VARCHAR(64)"), ("lease_until", "TIMESTAMP")):
+                if name not in present:
+                    connection.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {kind}"))
 
     # -------------------------------------------------------- tokens
 
@@ -119,26 +154,52 @@ class Store:
         with Session(self.engine, expire_on_commit=False) as session:
             return session.get(Job, job_id)
 
-    def claim_next(self) -> Optional[Job]:
-        """Move the oldest Requested job to Running (atomically: one claimer wins)."""
+    def claim_next(self, owner: str, lease_seconds: float,
+                   at: Optional[datetime] = None) -> Optional[Job]:
+        """Lease the oldest job that is Requested, or Running with an expired lease (its
+        gateway died): one transaction, one claimer wins."""
+        at = at or now()
+        claimable = or_(Job.status == REQUESTED,
+                        and_(Job.status == RUNNING, Job.lease_until < _naive(at)))
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            job = session.scalar(select(Job).where(Job.status == REQUESTED)
-                                 .order_by(Job.created_at).limit(1))
+            job = session.scalar(select(Job).where(claimable).order_by(Job.created_at).limit(1))
             if job is None:
                 return None
-            claimed = session.execute(update(Job).where(Job.id == job.id, Job.status == REQUESTED)
-                                      .values(status=RUNNING, started_at=now())).rowcount
-            return session.get(Job, job.id) if claimed else None
+            previous = (job.status, job.owner, job.lease_until)
+            claimed = session.execute(
+                update(Job).where(Job.id == job.id, claimable)
+                .values(status=RUNNING, started_at=at, owner=owner,
+                        lease_until=_naive(at + timedelta(seconds=lease_seconds)))).rowcount
+            if not claimed:
+                return None
+            if previous[0] == RUNNING:
+                log.warning("job %s re-queued: the lease of %s expired at %s; now run by %s",
+                            job.id, previous[1], previous[2], owner)
+            return session.get(Job, job.id)
+
+    def heartbeat(self, job_id: str, owner: str, lease_seconds: float) -> bool:
+        """Renew the lease; False if the job is no longer this owner's."""
+        with Session(self.engine) as session, session.begin():
+            return bool(session.execute(
+                update(Job).where(Job.id == job_id, Job.owner == owner, Job.status == RUNNING)
+                .values(lease_until=_naive(now() + timedelta(seconds=lease_seconds)))).rowcount)
+
+    def release(self, job_id: str, owner: str) -> bool:
+        """Give a job back (its gateway is stopping): Requested again at once."""
+        with Session(self.engine) as session, session.begin():
+            return bool(session.execute(
+                update(Job).where(Job.id == job_id, Job.owner == owner, Job.status == RUNNING)
+                .values(status=REQUESTED, owner=None, lease_until=None,
+                        started_at=None)).rowcount)
 
     def finish(self, job_id: str, *, output_name: Optional[str] = None,
-               output_key: Optional[str] = None, error: Optional[str] = None) -> None:
+               output_key: Optional[str] = None, error: Optional[str] = None,
+               owner: Optional[str] = None) -> bool:
+        """Record the outcome; with ``owner``, only while the job is still that owner's (a
+        runner whose lease was taken over must not overwrite the new run)."""
         values = {"status": FAILED if error else SUCCEEDED, "finished_at": now(),
-                  "output_name": output_name, "output_key": output_key, "error": error}
+                  "output_name": output_name, "output_key": output_key, "error": error,
+                  "lease_until": None}
+        condition = [Job.id == job_id] + ([Job.owner == owner] if owner else [])
         with Session(self.engine) as session, session.begin():
-            session.execute(update(Job).where(Job.id == job_id).values(**values))
-
-    def requeue_running(self) -> int:
-        """Jobs left Running by a gateway that stopped: run them again."""
-        with Session(self.engine) as session, session.begin():
-            return session.execute(update(Job).where(Job.status == RUNNING)
-                                   .values(status=REQUESTED, started_at=None)).rowcount
+            return bool(session.execute(update(Job).where(*condition).values(**values)).rowcount)

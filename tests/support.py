@@ -100,6 +100,7 @@ def stack_environment(state_dir: Path, s3: S3Server = None) -> Dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("MLPLATFORM_", "MLFLOW_", "AWS_"))}
     env["MLPLATFORM_GATEWAY_TIMEOUT"] = "20"
+    env["MLPLATFORM_GATEWAY_JOB_LEASE"] = "3"  # a dead gateway's job is taken over in ~3 s
     env["MLPLATFORM_GATEWAY_MAX_BODY_BYTES"] = str(GATEWAY_BODY_LIMIT)
     env.update({
         "MLPLATFORM_STATE_DIR": str(state_dir),

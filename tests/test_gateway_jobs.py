@@ -164,6 +164,38 @@ def test_closed_predict_routes_need_a_token(jobs_stack, token, tmp_path):
         stop(process)
 
 
+def test_a_second_gateway_on_the_same_database_runs_no_job_twice(jobs_stack, gateway, tmp_path):
+    """The hardening issue's bug: a gateway starting on the job database re-queued the job
+    another gateway was running.  With leases the second one leaves it alone."""
+    from mlplatform.gateway.store import Store
+
+    job = gateway.submit_job(b"twice?\n", "slow_async", "score", filename="words.txt")
+    deadline = time.monotonic() + 60
+    while gateway.job_status(job["id"])["status"] != "Running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    store = Store(f"sqlite:///{jobs_stack.state_dir / 'gateway.db'}")
+    first = store.job(job["id"])
+    port = free_port()
+    env = {**jobs_stack.env, "MLPLATFORM_GATEWAY_MLSERVER_URL": jobs_stack.mlserver_url,
+           "MLPLATFORM_GATEWAY_TRACKING_URI": jobs_stack.mlflow_url,
+           "MLPLATFORM_GATEWAY_DATABASE_URL": f"sqlite:///{jobs_stack.state_dir / 'gateway.db'}",
+           "MLPLATFORM_GATEWAY_JOBS_STORAGE": str(jobs_stack.state_dir / "jobs")}
+    second = subprocess.Popen([sys.executable, "-m", "uvicorn", "mlplatform.gateway.app:app",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=60, require_ok=True)
+        finished = gateway.wait_job(job["id"], timeout=120)
+    finally:
+        stop(second)
+    log = second.stderr.read()
+    assert finished["status"] == "Succeeded", finished
+    last = store.job(job["id"])
+    assert (last.owner, last.started_at) == (first.owner, first.started_at)  # never re-claimed
+    assert "re-queued" not in log
+
+
 def test_a_gateway_restart_loses_no_job(jobs_stack, gateway, tmp_path):
     job = gateway.submit_job(b"hello\n", "slow_async", "score", filename="words.txt")
     deadline = time.monotonic() + 60
