@@ -163,11 +163,12 @@ class _Requests:
     @staticmethod
     def _forward(data: Any = None, image: Optional[FileLike] = None, model: Optional[str] = None,
                  parameters: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        headers = {f"X-Param-{k}": str(v) for k, v in (parameters or {}).items()}
         if image is not None:
-            headers = {f"X-Param-{k}": str(v) for k, v in (parameters or {}).items()}
             return dict(method="POST", url="/forward", params=_params(model),
                         files={"image": _file(image, None)}, headers=headers)
-        return dict(method="POST", url="/forward", params=_params(model), json=data)
+        return dict(method="POST", url="/forward", params=_params(model), json=data,
+                    headers=headers)
 
     @staticmethod
     def _batch(route: str, data: Any = None, file: Optional[FileLike] = None,

@@ -41,6 +41,7 @@ class ServedModel:
     run_id: str = ""
     accepts_table: bool = False
     pinned: bool = False         # asked for by version or alias: never re-routed
+    params: tuple = ()           # request parameters it takes (X-Param-* headers)
 
 
 class ModelDirectory:
@@ -104,7 +105,7 @@ class ModelDirectory:
         formats = await self._formats_of(wanted.name, version)
         return ServedModel(wanted.name, version, wanted.alias, formats.input_format,
                            formats.output_format, formats.run_id, formats.accepts_table,
-                           pinned=bool(wanted.alias or wanted.version))
+                           pinned=bool(wanted.alias or wanted.version), params=formats.params)
 
     async def _not_served(self, name: str, loaded: Dict[str, Set[Optional[str]]],
                           default: bool) -> None:

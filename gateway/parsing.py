@@ -5,6 +5,7 @@ knows about models beyond the wire format a model takes.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, List, Optional, Tuple
 
 import orjson
@@ -34,6 +35,22 @@ def check_depth(value: Any, raw_size: int, what: str) -> Any:
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
     return value
+
+
+PARAM_HEADER = "x-param-"
+
+
+def parameters(request: Request, served: ServedModel) -> dict:
+    """``X-Param-<name>`` headers as V2 request parameters, if the model takes them (its
+    registered ``mlplatform.params``); any other is a 400 naming it, never dropped."""
+    found = {key[len(PARAM_HEADER):]: value for key, value in request.headers.items()
+             if key.startswith(PARAM_HEADER)}
+    unknown = sorted(set(found) - set(served.params))
+    if unknown:
+        takes = ", ".join(served.params) or "none"
+        raise BadRequest(f"model {served.name!r} takes no parameter(s) {', '.join(unknown)} "
+                         f"(X-Param-* headers); it takes: {takes}", field="X-Param-" + unknown[0])
+    return found
 
 
 def is_multipart(request: Request) -> bool:
@@ -69,7 +86,10 @@ async def uploaded(request: Request, field: str) -> bytes:
 async def batch_rows(request: Request, served: ServedModel, max_unpacked: int,
                      label: Optional[str]) -> Tuple[Any, List[Any]]:
     """The rows to score (a DataFrame from CSV, a list of dicts from JSON, or (name, bytes)
-    images from a zip) and, with ``label``, the truth."""
+    images from a zip) and, with ``label``, the truth.
+
+    The parsing runs in a worker thread: a 30 MB CSV took the event loop for 2 s, and
+    every other request (``/health`` included) waited."""
     content_type = request.headers.get("content-type", "")
     if is_multipart(request):
         upload = (await form(request)).get("file")
@@ -78,6 +98,12 @@ async def batch_rows(request: Request, served: ServedModel, max_unpacked: int,
         data, filename = await upload.read(), upload.filename or "upload"
     else:
         data, filename = await request.body(), "body"
+    return await asyncio.to_thread(_rows, data, filename, content_type, served, max_unpacked,
+                                   label)
+
+
+def _rows(data: bytes, filename: str, content_type: str, served: ServedModel, max_unpacked: int,
+          label: Optional[str]) -> Tuple[Any, List[Any]]:
     name = filename.lower()
     if served.input_format == "base64":
         return _images(data, filename, content_type, served, max_unpacked, label)

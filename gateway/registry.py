@@ -22,6 +22,7 @@ from mlplatform.pyfunc_models.conventions import (
     ACCEPTS_TABLE_TAG,
     INPUT_FORMAT_TAG,
     OUTPUT_FORMAT_TAG,
+    PARAMS_TAG,
     served_tag,
 )
 
@@ -48,6 +49,7 @@ class VersionFormats:
     output_format: str = "json"
     accepts_table: bool = False
     run_id: str = ""
+    params: tuple = ()  # the request parameters the version takes (X-Param-* headers)
 
 
 class RegistryReader:
@@ -78,7 +80,8 @@ class RegistryReader:
         tags = {t.get("key"): t.get("value") for t in found.get("tags") or []}
         return VersionFormats(tags.get(INPUT_FORMAT_TAG, "json"),
                               tags.get(OUTPUT_FORMAT_TAG, "json"),
-                              tags.get(ACCEPTS_TABLE_TAG) == "true", found.get("run_id") or "")
+                              tags.get(ACCEPTS_TABLE_TAG) == "true", found.get("run_id") or "",
+                              tuple(p for p in (tags.get(PARAMS_TAG) or "").split(",") if p))
 
     async def input_example(self, name: str, version: str) -> Any:
         """The version's registered input example (``input_example.json``), or None."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import mlflow
 import numpy as np
@@ -106,6 +106,9 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
     # True for models that score a whole table at once (``score_table``); the gateway
     # then sends batches as columns instead of one JSON document per row.
     accepts_table = False
+    # The V2 request ``parameters`` the model reads (an imported folder: ``target``); any
+    # other parameter is refused with a 400 naming it, never silently dropped.
+    accepted_params: Tuple[str, ...] = ()
 
     # MLflow asks every PythonModel for ``predict`` type hints and warns without them;
     # hints would turn on its input validation and a signature, which the codec must
@@ -120,7 +123,7 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
             if _content_type(model_input) == TABLE:
                 return _text_as_bytes(self.score_table(self.decode_table(model_input)))
             documents = self.decode_request(model_input)
-            options = {**(params or {}), **request_parameters(model_input)}
+            options = {**(params or {}), **self._checked(request_parameters(model_input))}
             return self.encode_response(self.score_documents(documents, options))
         if _is_frame(model_input):
             # A DataFrame is a batch (MLServer decodes its own "pd" tables into one, and so
@@ -133,6 +136,14 @@ class JsonCodecModel(mlflow.pyfunc.PythonModel):
         if self.output_format == BASE64:
             return self._answer_text(answer)
         return json.loads(self._answer_text(answer))
+
+    def _checked(self, parameters: Dict[str, Any]) -> Dict[str, Any]:
+        unknown = sorted(set(parameters) - set(self.accepted_params))
+        if unknown:
+            takes = ", ".join(self.accepted_params) or "none"
+            raise ModelInputError(f"unknown parameter(s) {', '.join(unknown)}; this model takes: "
+                                  f"{takes}")
+        return parameters
 
     def decode_request(self, request) -> List[Any]:
         """The documents carried by the request's single BYTES input."""

@@ -25,6 +25,7 @@ FINGERPRINT_TAG = TAG_PREFIX + "fingerprint"
 INPUT_FORMAT_TAG = TAG_PREFIX + "input_format"
 OUTPUT_FORMAT_TAG = TAG_PREFIX + "output_format"
 ACCEPTS_TABLE_TAG = TAG_PREFIX + "accepts_table"
+PARAMS_TAG = TAG_PREFIX + "params"  # the V2 request parameters a model takes, comma-separated
 SERVED_TAG_PREFIX = TAG_PREFIX + "served."  # + the serving target's name
 
 DEFAULT_TARGET = "local"
@@ -39,10 +40,11 @@ def served_tag(target: str = DEFAULT_TARGET) -> str:
     return SERVED_TAG_PREFIX + target
 
 
-def version_tags(input_format: str, output_format: str, accepts_table: bool) -> dict:
+def version_tags(input_format: str, output_format: str, accepts_table: bool,
+                 params: tuple = ()) -> dict:
     """The tags registration writes on a version so clients know how to call it."""
     return {INPUT_FORMAT_TAG: input_format, OUTPUT_FORMAT_TAG: output_format,
-            ACCEPTS_TABLE_TAG: str(bool(accepts_table)).lower()}
+            ACCEPTS_TABLE_TAG: str(bool(accepts_table)).lower(), PARAMS_TAG: ",".join(params)}
 
 
 _REFERENCE = re.compile(

@@ -161,7 +161,7 @@ def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
         raise RegistrationError(f"{spec.name}: MLflow attached a signature ({info.signature})")
     # What a V2 client must send and expect; the gateway reads these tags.
     formats = version_tags(bundle.python_model.input_format, bundle.python_model.output_format,
-                           bundle.python_model.accepts_table)
+                           bundle.python_model.accepts_table, bundle.python_model.accepted_params)
     return info.model_uri, info.model_id, bundle.metrics, formats
 
 

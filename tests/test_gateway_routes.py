@@ -34,7 +34,8 @@ class FakeV2:
     async def infer(self, model: str, body: Dict[str, Any], version: Optional[str] = None,
                     request_id: Optional[str] = None) -> Dict[str, Any]:
         self.calls.append({"model": model, "version": version, "request_id": request_id,
-                           "documents": body["inputs"][0]["data"]})
+                           "documents": body["inputs"][0]["data"],
+                           "parameters": body.get("parameters")})
         if self.hold is not None:
             await self.hold.wait()
         if version not in self.loaded.get(model, []):
@@ -59,12 +60,13 @@ class FakeV2:
 class FakeRegistry:
     def __init__(self, served: Optional[str], aliases: Dict[str, str]):
         self.served, self.aliases = served, aliases
+        self.params: tuple = ()
 
     async def model(self, name: str) -> Optional[RegisteredModel]:
         return RegisteredModel(name, self.served, dict(self.aliases)) if name == "echo" else None
 
     async def formats(self, name: str, version: str) -> VersionFormats:
-        return VersionFormats()
+        return VersionFormats(params=self.params)
 
     async def input_example(self, name: str, version: str) -> Any:
         return {"a": 10}
@@ -186,3 +188,48 @@ def test_callers_queued_behind_calls_in_flight_share_one_request(parts):
     assert [a.json()["result"] for a in answers] == [2 * n for n in range(callers)]
     assert [len(c["documents"]) if isinstance(c["documents"], list) else 1
             for c in upstream.calls] == [1, 1, callers - 2]
+
+
+def test_a_zip_that_lies_about_its_size_is_stopped_while_inflating():
+    """Counted as it inflates, 1 MB at a time: memory stays near the limit, whatever the
+    headers say (tracemalloc: allocations, not time)."""
+    import tracemalloc
+
+    from mlplatform.gateway import batch
+    from mlplatform.gateway.errors import BadRequest
+    from tests.zips import lying_zip
+
+    bomb = lying_zip(actual_bytes=64 * 1024 * 1024, declared_bytes=1000)
+    assert len(bomb) < 200_000
+    tracemalloc.start()
+    try:
+        # Inflated 1 MB at a time, the entry stops at its declared 1,000 bytes, whose
+        # checksum then fails: a 400 naming the entry, and never 64 MB in memory.
+        with pytest.raises(BadRequest, match="zip entry 'bomb.png' cannot be read: Bad CRC"):
+            batch.read_zip(bomb, "bomb.zip", max_unpacked=8 * 1024 * 1024)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 24 * 1024 * 1024, peak
+
+
+def test_an_honest_zip_over_the_limit_is_413_before_inflating():
+    from mlplatform.gateway import batch
+    from mlplatform.gateway.errors import TooLarge
+    from tests.zips import zip_of
+
+    honest = zip_of([("a.png", bytes(5_000_000)), ("b.png", bytes(5_000_000))])
+    with pytest.raises(TooLarge, match="unpacks to more than the gateway accepts"):
+        batch.read_zip(honest, "big.zip", max_unpacked=8 * 1024 * 1024)
+
+
+def test_x_param_headers_reach_models_that_take_them_and_are_refused_otherwise(client, parts):
+    refused = client.post("/forward", json={"a": 1}, headers={"X-Param-colours": "4"})
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == ("model 'echo' takes no parameter(s) colours "
+                                        "(X-Param-* headers); it takes: none")
+    parts[2].params = ("target",)
+    parts[3].directory._formats.clear()
+    taken = client.post("/forward", json={"a": 1}, headers={"X-Param-target": "Scoring"})
+    assert taken.status_code == 200
+    assert parts[1].calls[-1]["parameters"] == {"target": "Scoring"}

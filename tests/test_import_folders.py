@@ -221,6 +221,24 @@ def test_target_is_chosen_by_request_parameter(server):
     assert server.infer("mmf_delivery", body)["outputs"][0]["data"] == ['{"minutes": 16.3}']
 
 
+def test_unknown_request_parameters_are_refused_not_dropped(server, imported):
+    body = json_request({"distance_km": 1, "items": 1}, "mmf_delivery")
+    body["parameters"] = {"targte": "Scoring"}  # a typo must not fall back to the default
+    with pytest.raises(InferenceServerError, match="unknown parameter.s. targte; this model "
+                                                   "takes: target"):
+        server.infer("mmf_delivery", body)
+    import requests
+
+    through_gateway = requests.post(imported.gateway_url + "/forward?model=mmf_delivery",
+                                    json={"distance_km": 1, "items": 1},
+                                    headers={"X-Param-target": "Scoring"})
+    assert through_gateway.status_code == 200 and through_gateway.json() == {"minutes": 16.3}
+    refused = requests.post(imported.gateway_url + "/forward?model=mmf_delivery",
+                            json={"distance_km": 1}, headers={"X-Param-colour": "red"})
+    assert refused.status_code == 400 and "takes no parameter(s) colour" in refused.json()[
+        "detail"]
+
+
 def test_errors_in_imported_code_are_400_with_the_reason(server):
     with pytest.raises(InferenceServerError) as raised:
         server.predict("neomaril_credit", {"income": 1})

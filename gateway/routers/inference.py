@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, Query, Request
 
-from mlplatform.pyfunc_models.wire import image_request
+from mlplatform.pyfunc_models.wire import documents_request, image_request
 
 from .. import openapi, parsing, scoring
 from ..auth import predict_guard
@@ -17,7 +17,6 @@ from ..evaluation import evaluate
 from ..routing import DirectRoute
 from ..settings import GatewaySettings
 
-PARAM_HEADER = "x-param-"
 MODEL_HELP = ("Any served model: NAME (the served version), NAME@ALIAS or NAME/VERSION "
               "(default: the route's model).")
 MODEL_QUERY = Query(None, description=MODEL_HELP)
@@ -39,24 +38,27 @@ def router(settings: GatewaySettings) -> APIRouter:
         gateway = gateway_of(request)
         model = request.query_params.get("model")
         served = await gateway.directory.resolve(model or settings.forward_model, not model)
+        parameters = parsing.parameters(request, served)
         if parsing.is_multipart(request):
             image = await parsing.uploaded(request, "image")
             if served.input_format != "base64":
                 raise BadRequest(f"model {served.name!r} takes JSON, not an image", field="image")
             body = image_request(image, served.name)
-            parameters = {k[len(PARAM_HEADER):]: v for k, v in request.headers.items()
-                          if k.startswith(PARAM_HEADER)}
-            if parameters:
-                body["parameters"] = parameters
-            answers, served = await scoring.on_served_version(
-                gateway, served, lambda model: scoring.infer(gateway, model, body))
-            return scoring.with_model(scoring.shaped(served, answers[0]), served)
-        data = await parsing.json_body(request)
-        if served.input_format == "base64":
-            raise BadRequest(f"model {served.name!r} takes an image: send multipart/form-data "
-                             "with the file in field 'image'", field="image")
-        answer, served = await scoring.score_document(gateway, served, data)
-        return scoring.with_model(scoring.shaped(served, answer), served)
+        else:
+            data = await parsing.json_body(request)
+            if served.input_format == "base64":
+                raise BadRequest(f"model {served.name!r} takes an image: send "
+                                 "multipart/form-data with the file in field 'image'",
+                                 field="image")
+            if not parameters:  # shared with concurrent calls (parameters are per request)
+                answer, served = await scoring.score_document(gateway, served, data)
+                return scoring.with_model(scoring.shaped(served, answer), served)
+            body = documents_request([data], served.name)
+        if parameters:
+            body["parameters"] = parameters
+        answers, served = await scoring.on_served_version(
+            gateway, served, lambda model: scoring.infer(gateway, model, body))
+        return scoring.with_model(scoring.shaped(served, answers[0]), served)
 
     @routes.post("/forward_batch", tags=["inference"],
                  summary="Many inputs -> answers in input order",
@@ -64,7 +66,7 @@ def router(settings: GatewaySettings) -> APIRouter:
     async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         gateway = gateway_of(request)
         served = await gateway.directory.resolve(model or settings.batch_model, not model)
-        rows, _ = await parsing.batch_rows(request, served, settings.max_body_bytes * 4, None)
+        rows, _ = await parsing.batch_rows(request, served, settings.max_unpacked_bytes, None)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
         results = [{"row": i, **key, **scoring.as_dict(scoring.shaped(served, a))}
                    for i, (key, a) in enumerate(zip(ids, answers))]
@@ -80,7 +82,7 @@ def router(settings: GatewaySettings) -> APIRouter:
                                                    "label)")) -> Any:
         gateway = gateway_of(request)
         served = await gateway.directory.resolve(model or settings.batch_model, not model)
-        rows, truth = await parsing.batch_rows(request, served, settings.max_body_bytes * 4,
+        rows, truth = await parsing.batch_rows(request, served, settings.max_unpacked_bytes,
                                                label or settings.label_column)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
         results = [{"row": i, **key, "label": t, **scoring.as_dict(scoring.shaped(served, a))}

@@ -23,6 +23,8 @@ BUNDLE_ARTIFACT = "bundle"
 
 
 class ImportedModel(JsonCodecModel):
+    accepted_params = ("target",)  # which JsonToJson target answers (default: the first)
+
     def __init__(self) -> None:
         self.spec: Optional[ImportSpec] = None
         self.folder: Optional[Path] = None
