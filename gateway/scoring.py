@@ -12,10 +12,12 @@ served now, so a switch costs callers nothing.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Awaitable, Callable, Dict, List, Tuple, TypeVar
 
 import pandas as pd
-from fastapi.responses import ORJSONResponse
+import orjson
+from fastapi.responses import ORJSONResponse, Response
 
 from mlplatform.pyfunc_models.table import encode_frame
 from mlplatform.pyfunc_models.wire import (
@@ -102,10 +104,13 @@ async def _documents(gateway: Gateway, served: ServedModel,
 
 
 async def _score_table(gateway: Gateway, served: ServedModel, rows: pd.DataFrame) -> List[Any]:
-    columns = await infer_in_parts(gateway.tables.infer_table, served.name, encode_frame(rows),
+    # Encoding and answer rows are CPU work on 100k+ rows: done in a worker thread, so the
+    # event loop keeps answering other calls (/health, /forward) meanwhile.
+    encoded = await asyncio.to_thread(encode_frame, rows)
+    columns = await infer_in_parts(gateway.tables.infer_table, served.name, encoded,
                                    served.version, gateway.settings.table_request_bytes)
     try:
-        return table_answers(columns, len(rows))
+        return await asyncio.to_thread(table_answers, columns, len(rows))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFailed(f"the model's table answer is not usable: {exc}") from exc
 
@@ -138,8 +143,17 @@ def as_dict(answer: Any) -> Dict[str, Any]:
     return answer if isinstance(answer, dict) else {"answer": answer}
 
 
-def with_model(payload: Any, served: ServedModel) -> ORJSONResponse:
+def render(payload: Any) -> bytes:
+    """JSON bytes, as ``ORJSONResponse`` would write them (for rendering in a thread)."""
+    return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def with_model(payload: Any, served: ServedModel) -> Response:
+    """The answer with ``X-Model-Name`` / ``X-Model-Version``; ``bytes`` are sent as they are
+    (already rendered JSON)."""
     headers = {"X-Model-Name": served.name}
     if served.version:
         headers["X-Model-Version"] = served.version
+    if isinstance(payload, bytes):
+        return Response(payload, media_type="application/json", headers=headers)
     return ORJSONResponse(payload, headers=headers)

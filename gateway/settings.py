@@ -32,7 +32,7 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = 128 * 1024 * 1024  # seed 000: RabbitMQ's 128 MB message limit
     # What a zip of images may unpack to (counted while inflating, whatever its headers say);
     # the images are held in memory for one request, so this bounds the gateway's memory.
-    max_unpacked_bytes: int = 100 * 1024 * 1024
+    max_unpacked_bytes: int = 64 * 1024 * 1024
     alias: str = CHAMPION
     # The serving target whose recorded versions the gateway routes to
     # (mlserver_configs.serving), and how long a record is trusted before it is

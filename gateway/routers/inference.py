@@ -3,6 +3,7 @@
 over to ``scoring``."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Optional
 
 from fastapi import APIRouter, Query, Request
@@ -68,10 +69,14 @@ def router(settings: GatewaySettings) -> APIRouter:
         served = await gateway.directory.resolve(model or settings.batch_model, not model)
         rows, _ = await parsing.batch_rows(request, served, settings.max_unpacked_bytes, None)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
-        results = [{"row": i, **key, **scoring.as_dict(scoring.shaped(served, a))}
-                   for i, (key, a) in enumerate(zip(ids, answers))]
-        return scoring.with_model({"model": served.name, "version": served.version,
-                                   "rows": len(results), "results": results}, served)
+
+        def report() -> bytes:  # 100k+ rows of answers: built and rendered off the event loop
+            results = [{"row": i, **key, **scoring.as_dict(scoring.shaped(served, a))}
+                       for i, (key, a) in enumerate(zip(ids, answers))]
+            return scoring.render({"model": served.name, "version": served.version,
+                                   "rows": len(results), "results": results})
+
+        return scoring.with_model(await asyncio.to_thread(report), served)
 
     @routes.post("/evaluate", tags=["inference"],
                  summary="/forward_batch plus metrics against labels",
@@ -85,11 +90,15 @@ def router(settings: GatewaySettings) -> APIRouter:
         rows, truth = await parsing.batch_rows(request, served, settings.max_unpacked_bytes,
                                                label or settings.label_column)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
-        results = [{"row": i, **key, "label": t, **scoring.as_dict(scoring.shaped(served, a))}
-                   for i, (key, t, a) in enumerate(zip(ids, truth, answers))]
-        return scoring.with_model({"model": served.name, "version": served.version,
-                                   "metrics": evaluate(truth, answers), "results": results},
-                                  served)
+
+        def report() -> bytes:  # metrics and rows computed and rendered off the event loop
+            results = [{"row": i, **key, "label": t,
+                        **scoring.as_dict(scoring.shaped(served, a))}
+                       for i, (key, t, a) in enumerate(zip(ids, truth, answers))]
+            return scoring.render({"model": served.name, "version": served.version,
+                                   "metrics": evaluate(truth, answers), "results": results})
+
+        return scoring.with_model(await asyncio.to_thread(report), served)
 
     async def one_transaction(request: Request, reference: str) -> Any:
         gateway = gateway_of(request)
