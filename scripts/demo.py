@@ -113,7 +113,8 @@ From Python or a notebook:
 
 File targets of the imported examples:
   mlplatform run mmf_delivery 'Batch scoring' examples/mmf_delivery/orders.csv
-  mlplatform run mmf_delivery Retraining examples/mmf_delivery/retrain.csv   # new version
+  mlplatform run mmf_delivery Retraining examples/mmf_delivery/retrain.csv   # new version, challenger
+  mlplatform deploy --model mmf_delivery@challenger                          # serve it, no downtime
 
 The stack keeps running: `make down` stops it, `mlplatform status` checks it.""")
     return 1 if failed else 0
