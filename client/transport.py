@@ -213,11 +213,12 @@ class AsyncV2Transport(_Base):
             raise ServerUnreachable(self.url(path), type(exc).__name__) from exc
 
     async def call(self, method: str, path: str, *, content: bytes = None, json_body: Any = None,
-                   headers: Optional[Mapping[str, str]] = None) -> Any:
+                   headers: Optional[Mapping[str, str]] = None,
+                   timeout: Optional[float] = None) -> Any:
         import orjson
 
         status, body = await self.send(method, path, content=content, json_body=json_body,
-                                       headers=headers)
+                                       headers=headers, timeout=timeout)
         return orjson.loads(self._check(status, body, path) or b"null")
 
     async def is_ready(self, name: Optional[str] = None, version: Optional[str] = None,
@@ -228,5 +229,5 @@ class AsyncV2Transport(_Base):
             return False
         return status == 200
 
-    async def index(self) -> List[Dict[str, Any]]:
-        return await self.call("POST", V2Paths.INDEX, json_body={})
+    async def index(self, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        return await self.call("POST", V2Paths.INDEX, json_body={}, timeout=timeout)

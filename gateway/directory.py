@@ -90,6 +90,14 @@ class ModelDirectory:
             wanted = _parse(reference)
         except ModelReferenceError as exc:
             raise BadRequest(str(exc), field="model") from exc
+        if not (wanted.alias or wanted.version):
+            record = await self._record(wanted.name)
+            if record is not None and record.served:
+                # The recorded version goes straight to the model server, without its
+                # repository index: MLServer reports one state per model *name* (that of
+                # its highest version), so while deploy loads a new version beside the
+                # served one, the index shows the name as not ready.
+                return await self._served(wanted, record.served)
         loaded = await self.loaded()
         if wanted.name not in loaded:
             loaded = await self.loaded(refresh=True)  # maybe just deployed
@@ -102,6 +110,9 @@ class ModelDirectory:
             raise Unavailable(f"{wanted.name}{how}, which is not served (served: "
                               f"{', '.join(sorted(v or '-' for v in versions))}); run "
                               f"`mlplatform deploy --model {wanted}` to serve it")
+        return await self._served(wanted, version)
+
+    async def _served(self, wanted: ModelReference, version: Optional[str]) -> ServedModel:
         formats = await self._formats_of(wanted.name, version)
         return ServedModel(wanted.name, version, wanted.alias, formats.input_format,
                            formats.output_format, formats.run_id, formats.accepts_table,

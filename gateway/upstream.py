@@ -27,6 +27,7 @@ from .errors import ModelFailed, NotLoaded, Unavailable
 from .table import output_columns, table_request
 
 READY_TIMEOUT = 2.0  # seconds: a readiness probe must answer fast, whatever the model does
+INDEX_TIMEOUT = 5.0  # seconds for the repository index (a control-plane call, cheap when healthy)
 _JSON = {"content-type": "application/json"}
 
 
@@ -65,7 +66,8 @@ class V2Upstream:
 
     async def index(self) -> List[Dict[str, Any]]:
         try:
-            return await self.transport.index()
+            return await self.transport.index(timeout=min(INDEX_TIMEOUT,
+                                                          self.transport.timeout_seconds))
         except ServerUnreachable as exc:
             raise unreachable(exc) from exc
         except InferenceServerError as exc:

@@ -30,6 +30,7 @@ class FakeV2:
         self.loaded = loaded
         self.calls: List[Dict[str, Any]] = []
         self.hold: Optional[asyncio.Event] = None
+        self.index_state = "READY"
 
     async def infer(self, model: str, body: Dict[str, Any], version: Optional[str] = None,
                     request_id: Optional[str] = None) -> Dict[str, Any]:
@@ -47,11 +48,11 @@ class FakeV2:
                              "data": answers}]}
 
     async def index(self) -> List[Dict[str, Any]]:
-        return [{"name": name, "version": v, "state": "READY"}
+        return [{"name": name, "version": v, "state": self.index_state}
                 for name, versions in self.loaded.items() for v in versions]
 
     async def ready(self, model: Optional[str] = None, version: Optional[str] = None) -> bool:
-        return model is None or model in self.loaded
+        return model is None or version in self.loaded.get(model, [])
 
     async def close(self) -> None:
         pass
@@ -233,3 +234,14 @@ def test_x_param_headers_reach_models_that_take_them_and_are_refused_otherwise(c
     taken = client.post("/forward", json={"a": 1}, headers={"X-Param-target": "Scoring"})
     assert taken.status_code == 200
     assert parts[1].calls[-1]["parameters"] == {"target": "Scoring"}
+
+
+def test_the_served_version_answers_while_a_deploy_loads_another(client, parts):
+    """MLServer's index gives one state per model name, that of its highest version: while
+    deploy loads version 2 beside the served version 1, it says "not ready" for both.  The
+    gateway calls the recorded version without asking the index (a real-stack failure)."""
+    _, upstream, registry, _ = parts
+    upstream.index_state = "UNKNOWN"  # version 2 loading
+    assert client.post("/forward", json={"a": 1}).json() == {"result": 2, "v": "1"}
+    ready = client.get("/ready").json()
+    assert ready["models"]["echo"] is True

@@ -36,9 +36,19 @@ def router(settings: GatewaySettings) -> APIRouter:
 
     @routes.get("/ready", summary="MLServer and the routes' models are ready")
     async def ready(request: Request) -> JSONResponse:
-        upstream = gateway_of(request).upstream
-        checks = await asyncio.gather(upstream.ready(),
-                                      *(upstream.ready(name) for name in route_models))
+        gateway = gateway_of(request)
+
+        async def served_version_ready(name: str) -> bool:
+            # The version the gateway would call, not MLServer's unversioned "ready" (that
+            # is its highest version: the one a deploy is still loading).
+            try:
+                served = await gateway.directory.resolve(name)
+            except GatewayError:
+                return False
+            return await gateway.upstream.ready(served.name, served.version)
+
+        checks = await asyncio.gather(gateway.upstream.ready(),
+                                      *(served_version_ready(name) for name in route_models))
         models = dict(zip(route_models, checks[1:]))
         ok = checks[0] and all(models.values())
         return JSONResponse({"ready": ok, "model_server": checks[0], "models": models},
