@@ -18,11 +18,12 @@ install: $(STAMP)
 EXAMPLES := examples/mmf_delivery examples/neomaril_credit
 
 ## demo: start MLflow + MLServer, register every model and example, serve them, query them.
-## Leaves the stack running.
+## Leaves the stack running. The demo serves the code as it is: a model whose code changed
+## is registered straight as champion (not challenger) and deploy switches to it.
 demo: $(STAMP)
 	$(BIN)/mlplatform up
-	$(BIN)/mlplatform register --all
-	@for folder in $(EXAMPLES); do $(BIN)/mlplatform import $$folder || exit 1; done
+	$(BIN)/mlplatform register --all --alias champion
+	@for folder in $(EXAMPLES); do $(BIN)/mlplatform import $$folder --alias champion || exit 1; done
 	$(BIN)/mlplatform deploy
 	$(BIN)/python -m mlplatform.scripts.demo
 
