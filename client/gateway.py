@@ -206,16 +206,25 @@ class _Requests:
 
 
 def _result_path(destination: Union[str, os.PathLike], response: httpx.Response) -> Path:
-    """A folder gets the server's file name (RFC 6266 ``filename*`` or ``filename``)."""
-    from email.message import Message
-
+    """A folder gets the server's file name (RFC 6266: ``filename*`` before ``filename``)."""
     path = Path(destination)
     if path.is_dir():
-        message = Message()
-        message["content-disposition"] = response.headers.get("content-disposition", "")
-        name = message.get_filename() or ""
+        name = disposition_filename(response.headers.get("content-disposition", ""))
         path = path / (Path(name).name or "result")
     return path
+
+
+def disposition_filename(header: str) -> str:
+    """The file name in a ``Content-Disposition`` header: the RFC 5987 ``filename*`` (any
+    language) when present, else the plain ``filename``."""
+    import re
+    from urllib.parse import unquote
+
+    extended = re.search(r"filename\*\s*=\s*([A-Za-z0-9_-]*)'[^']*'([^;\s]+)", header)
+    if extended:
+        return unquote(extended.group(2), encoding=extended.group(1) or "utf-8", errors="replace")
+    plain = re.search(r'filename\s*=\s*(?:"([^"]*)"|([^;\s]+))', header)
+    return (plain.group(1) or plain.group(2)) if plain else ""
 
 
 class GatewayClient(_Requests):

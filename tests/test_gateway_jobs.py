@@ -66,6 +66,27 @@ def test_job_round_trip(gateway, tmp_path):
     assert result.read_text().splitlines()[1] == "A1,2.0,1,19.8"
 
 
+@pytest.mark.parametrize("name", ["данные.csv", "😀.csv"])
+def test_a_result_named_in_any_language_downloads_under_its_name(gateway, tmp_path, name):
+    """Was a 500 (an HTTP header cannot carry the raw name): RFC 5987 ``filename*``."""
+    orders = (EXAMPLES / "mmf_delivery" / "orders.csv").read_bytes()
+    job = gateway.submit_job(orders, "mmf_delivery", "Batch scoring", filename=name)
+    assert gateway.wait_job(job["id"], timeout=120)["status"] == "Succeeded"
+    result = gateway.job_result(job["id"], tmp_path)
+    assert result.name == name.replace(".csv", "_scored.csv")
+    assert result.read_text().splitlines()[1] == "A1,2.0,1,19.8"
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("..", "is not a file name"),
+    ("x" * 300 + ".csv", "bytes long; at most 255"),
+])
+def test_an_upload_name_that_is_not_a_file_name_is_400(gateway, name, expected):
+    with pytest.raises(BadRequest, match=expected):
+        gateway.submit_job(b"distance_km,items\n1,1\n", "mmf_delivery", "Batch scoring",
+                           filename=name)
+
+
 def test_job_inputs_and_outputs_live_in_the_artifact_store(jobs_stack, gateway):
     from mlplatform.scripts.s3 import s3_client
     from tests.support import S3_KEY, S3_SECRET

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import PurePosixPath
+from urllib.parse import quote
 from typing import Any, Dict
 
 from fastapi import APIRouter, Depends, Request
@@ -38,7 +39,7 @@ def router(settings: GatewaySettings) -> APIRouter:
                 raise BadRequest(f"missing form field {field!r}", field=field)
         await asyncio.to_thread(_check_file_target, settings, model, target)
         job_id = uuid.uuid4().hex
-        name = PurePosixPath((upload.filename or "input").replace("\\", "/")).name or "input"
+        name = upload_name(upload.filename)
         key = f"{job_id}/input/{name}"
         await asyncio.to_thread(gateway.files.put, key, upload.file)  # streamed
         job = await asyncio.to_thread(gateway.store.add_job, group, model, target, name, key,
@@ -65,9 +66,33 @@ def router(settings: GatewaySettings) -> APIRouter:
         return StreamingResponse(
             gateway_of(request).files.chunks(job.output_key),
             media_type="application/octet-stream",
-            headers={"Content-Disposition": f'attachment; filename="{job.output_name}"'})
+            headers={"Content-Disposition": attachment(job.output_name or "result")})
 
     return routes
+
+
+MAX_NAME_BYTES = 255  # what file systems and object stores take as one path segment
+
+
+def upload_name(filename: str) -> str:
+    """The upload's own file name (folders dropped), or a 400 saying what is wrong."""
+    name = PurePosixPath((filename or "input").replace("\\", "/")).name or "input"
+    if name in (".", ".."):
+        raise BadRequest(f"the uploaded file's name {filename!r} is not a file name; name it "
+                         "like data.csv", field="file")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise BadRequest(f"the uploaded file's name is {len(name.encode())} bytes long; at most "
+                         f"{MAX_NAME_BYTES}", field="file")
+    if any(ord(c) < 32 for c in name):
+        raise BadRequest("the uploaded file's name holds control characters", field="file")
+    return name
+
+
+def attachment(name: str) -> str:
+    """``Content-Disposition`` for any file name: an ASCII ``filename`` for old clients and
+    the exact name as RFC 5987 ``filename*`` (HTTP headers cannot carry it raw)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _job_view(job) -> Dict[str, Any]:
