@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from fastapi import FastAPI
 
+from . import contract
 from .context import Gateway
 from .errors import GatewayError
 from .registry import RegistryUnavailable
@@ -23,10 +24,12 @@ ROUTE_MODELS = {"/forward": "forward_model", "/predict": "predict_model",
                 "/predict_scenario": "scenario_model", "/forward_batch": "batch_model",
                 "/evaluate": "batch_model"}
 BATCH_ROUTES = ("/forward_batch", "/evaluate")
+TRANSACTION = {"type": "object", "description": "One transaction: feature name -> value"}
 
 
-def json_body() -> Dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}}
+def json_body(schema: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": schema or {}}}}}
 
 
 def forward_body() -> Dict[str, Any]:
@@ -59,7 +62,7 @@ def job_body() -> Dict[str, Any]:
 
 async def document(app: FastAPI, gateway: Gateway) -> Dict[str, Any]:
     """The OpenAPI document with each route's example filled in where one is known."""
-    schema = copy.deepcopy(app.openapi())
+    schema = contract.apply(copy.deepcopy(app.openapi()), not gateway.settings.public_predict)
     label = gateway.settings.label_column
     for path, setting in ROUTE_MODELS.items():
         operation = schema.get("paths", {}).get(path, {}).get("post")

@@ -110,12 +110,12 @@ def router(settings: GatewaySettings) -> APIRouter:
         return scoring.with_model(answer, served)
 
     @routes.post("/predict", tags=["fraud"], summary="Binary fraud on one transaction",
-                 openapi_extra=openapi.json_body())
+                 openapi_extra=openapi.json_body(openapi.TRANSACTION))
     async def predict(request: Request) -> Any:
         return await one_transaction(request, settings.predict_model)
 
     @routes.post("/predict_scenario", tags=["fraud"], summary="Fraud scenario on one transaction",
-                 openapi_extra=openapi.json_body())
+                 openapi_extra=openapi.json_body(openapi.TRANSACTION))
     async def predict_scenario(request: Request) -> Any:
         return await one_transaction(request, settings.scenario_model)
 

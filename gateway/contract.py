@@ -1,0 +1,234 @@
+"""The gateway's error contract per route: one table, two readers.
+
+``openapi.document`` turns it into each operation's ``responses`` (with the
+error body schema, and no FastAPI 422: validation errors are answered 400), and
+``python -m mlplatform.gateway.contract docs/gateway.md`` writes the same table
+into the docs between the ``error-contract`` markers.  A unit test checks that
+every route of the app has an entry, that the docs match, and the schemathesis
+run in ``make test`` checks that no route answers a status it does not list.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from .errors import BAD_REQUEST, MODEL_FAILED, TOO_LARGE, UNAUTHORIZED, UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    when: str
+    # "predict": only when the predict routes are closed (PUBLIC_PREDICT=false).
+    only_if: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    errors: Tuple[Outcome, ...]
+    success: int = 200
+    success_type: str = "application/json"
+
+
+MESSAGES = {400: BAD_REQUEST, 401: UNAUTHORIZED, 403: MODEL_FAILED, 404: "not found",
+            409: "not ready", 413: TOO_LARGE, 503: UNAVAILABLE}
+
+# The texts shared by several routes.
+CLOSED = Outcome(401, "no valid `Authorization: Bearer <token>` (only when "
+                      "`PUBLIC_PREDICT=false`)", only_if="predict")
+TOKEN = Outcome(401, "no valid `Authorization: Bearer <token>`")
+BODY_LIMIT = Outcome(413, "the body is over `MAX_BODY_BYTES` (`limit_bytes` says how much)")
+MODEL_REF = ("`?model=` malformed, naming a model nobody registered, or an alias the model "
+             "does not have")
+NOT_SERVING = ("the model server is unreachable, timing out or reloading; the model is "
+               "registered but not deployed; the alias points to a version not served; the "
+               "registry is unreachable and nothing is cached")
+MODEL_FAILS = "the model was reached and failed (`reason`), or answered NaN or infinity"
+TABLE_PROBLEMS = ("no body or `file` field; unreadable CSV, JSON or zip; an empty `id` cell; a "
+                  "list or object as a table value (row and column named); a zip entry with "
+                  "an absolute path, `..` or a bad checksum; images for a tabular model or "
+                  "a table for an image model")
+
+ROUTES: Tuple[Route, ...] = (
+    Route("GET", "/health", ()),
+    Route("GET", "/ready", (Outcome(503, "MLServer or one of the routes' models is not ready "
+                                         "(the body says which; each probe times out after "
+                                         "2 s)"),)),
+    Route("GET", "/models", (CLOSED, Outcome(503, "the model server is unreachable"))),
+    Route("POST", "/forward", (
+        Outcome(400, "body not JSON or nested more than 64 levels; missing `image` field; "
+                     "an image for a JSON model or JSON for an image model; an `X-Param-*` "
+                     "header the model does not take; " + MODEL_REF),
+        CLOSED, Outcome(403, MODEL_FAILS), BODY_LIMIT, Outcome(503, NOT_SERVING))),
+    Route("POST", "/forward_batch", (
+        Outcome(400, TABLE_PROBLEMS + "; " + MODEL_REF),
+        CLOSED, Outcome(403, MODEL_FAILS + ", for any row"),
+        Outcome(413, "the body is over `MAX_BODY_BYTES`; a zip unpacking to more than "
+                     "`MAX_UNPACKED_BYTES` (counted while inflating); a batch over the model "
+                     "server's message limit"),
+        Outcome(503, NOT_SERVING))),
+    Route("POST", "/evaluate", (
+        Outcome(400, TABLE_PROBLEMS + "; no label column, an empty label cell, an image "
+                     "without a label; " + MODEL_REF),
+        CLOSED, Outcome(403, MODEL_FAILS + ", for any row"),
+        Outcome(413, "as `/forward_batch`"), Outcome(503, NOT_SERVING))),
+    Route("GET", "/metadata", (
+        Outcome(400, MODEL_REF), CLOSED,
+        Outcome(503, NOT_SERVING + "; the model's provenance cannot be read"))),
+    Route("POST", "/predict", (
+        Outcome(400, "body not JSON, not one JSON object, or nested more than 64 levels"),
+        CLOSED, Outcome(403, MODEL_FAILS), BODY_LIMIT,
+        Outcome(503, "the route's model is not served or the model server is unreachable"))),
+    Route("POST", "/predict_scenario", (
+        Outcome(400, "as `/predict`"), CLOSED, Outcome(403, MODEL_FAILS), BODY_LIMIT,
+        Outcome(503, "as `/predict`"))),
+    Route("POST", "/jobs", (
+        Outcome(400, "unreadable multipart body; missing `file`, `model` or `target`; the "
+                     "file's name is `..`, over 255 bytes or holds control characters; an "
+                     "unknown model, one that is not an imported folder, or a target that is "
+                     "not one of its file targets"),
+        TOKEN, BODY_LIMIT, Outcome(503, "the registry or the job storage cannot be reached")),
+        success=202),
+    Route("GET", "/jobs/{job_id}", (TOKEN, Outcome(404, "no such job for this token's "
+                                                       "group"))),
+    Route("GET", "/jobs/{job_id}/result", (
+        TOKEN, Outcome(404, "as `/jobs/{job_id}`"),
+        Outcome(409, "the job has not succeeded (`status` and `error` say why)")),
+        success_type="application/octet-stream"),
+)
+
+ERROR_SCHEMA = {
+    "title": "Error", "type": "object", "required": ["message"],
+    "description": "`message` is one of the contract's (e.g. `bad request`); `detail` says "
+                   "what is wrong, `field` names the field, parameter or column, `reason` is "
+                   "the model's own (403).",
+    "properties": {"message": {"type": "string"}, "detail": {"type": "string"},
+                   "field": {"type": "string"}, "reason": {"type": "string"},
+                   "limit_bytes": {"type": "integer"}},
+}
+TEXT_OR_NULL = {"type": ["string", "null"]}
+JOB_SCHEMA = {
+    "title": "Job", "type": "object", "required": ["id", "status", "status_url", "result_url"],
+    "properties": {"id": {"type": "string"}, "model": {"type": "string"},
+                   "target": {"type": "string"},
+                   "status": {"enum": ["Requested", "Running", "Succeeded", "Failed"]},
+                   "input": {"type": "string"}, "output": TEXT_OR_NULL, "error": TEXT_OR_NULL,
+                   "created_at": TEXT_OR_NULL, "started_at": TEXT_OR_NULL,
+                   "finished_at": TEXT_OR_NULL, "status_url": {"type": "string"},
+                   "result_url": {"type": "string"}},
+}
+# A submitted job's id leads to its status and result (OpenAPI links: schemathesis's
+# stateful phase follows them).
+JOB_LINKS = {
+    "status": {"operationRef": "#/paths/~1jobs~1{job_id}/get",
+               "parameters": {"job_id": "$response.body#/id"}},
+    "result": {"operationRef": "#/paths/~1jobs~1{job_id}~1result/get",
+               "parameters": {"job_id": "$response.body#/id"}},
+}
+READINESS_SCHEMA = {
+    "title": "Readiness", "type": "object", "required": ["ready", "model_server", "models"],
+    "properties": {"ready": {"type": "boolean"}, "model_server": {"type": "boolean"},
+                   "models": {"type": "object", "additionalProperties": {"type": "boolean"}}},
+}
+
+
+SUCCESS_SCHEMAS = {("GET", "/ready"): "Readiness", ("POST", "/jobs"): "Job",
+                   ("GET", "/jobs/{job_id}"): "Job"}
+
+
+def route(method: str, path: str) -> Route:
+    for found in ROUTES:
+        if (found.method, found.path) == (method.upper(), path):
+            return found
+    raise KeyError(f"{method} {path} has no entry in the error contract (gateway/contract.py)")
+
+
+def outcomes(entry: Route, predict_closed: bool) -> List[Outcome]:
+    return [o for o in entry.errors if not o.only_if or (o.only_if == "predict" and predict_closed)]
+
+
+def apply(schema: Dict[str, Any], predict_closed: bool) -> Dict[str, Any]:
+    """``schema`` (FastAPI's OpenAPI, a copy) with each operation's real responses."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    components["Error"] = ERROR_SCHEMA
+    components["Readiness"] = READINESS_SCHEMA
+    components["Job"] = JOB_SCHEMA
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            entry = route(method, path)
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            success = responses.setdefault(str(entry.success), {"description": "Success"})
+            if entry.success_type != "application/json":
+                success["content"] = {entry.success_type: {"schema": {
+                    "type": "string", "format": "binary"}}}
+            for outcome in outcomes(entry, predict_closed):
+                content = error
+                if path == "/ready":
+                    content = {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/Readiness"}}}
+                responses[str(outcome.status)] = {
+                    "description": f"{MESSAGES[outcome.status]}: {outcome.when}",
+                    "content": content}
+            special = SUCCESS_SCHEMAS.get((entry.method, path))
+            if special:
+                success["content"] = {"application/json": {"schema": {
+                    "$ref": f"#/components/schemas/{special}"}}}
+            if (entry.method, path) == ("POST", "/jobs"):
+                success["links"] = JOB_LINKS
+    return schema
+
+
+START, END = "<!-- error-contract:start -->", "<!-- error-contract:end -->"
+
+
+def markdown() -> str:
+    """The per-route table of docs/gateway.md."""
+    lines = [START,
+             "<!-- generated by `python -m mlplatform.gateway.contract docs/gateway.md` from "
+             "gateway/contract.py; edit that file, not this table -->",
+             "", "Every error is JSON: `message` (below), `detail` (what is wrong), `field` (the "
+             "field, parameter or column) where one is to blame; a 403 carries the model's "
+             "`reason` (at most 1,000 characters), a 413 `limit_bytes`.", "",
+             "| status | `message` |", "|---|---|"]
+    lines += [f"| {status} | `{message}` |" for status, message in MESSAGES.items()]
+    lines += ["", "| route | status | when |", "|---|---|---|"]
+    for entry in ROUTES:
+        name = f"`{entry.method} {entry.path}`"
+        success = f"{entry.success}" + (f" ({entry.success_type})"
+                                        if entry.success_type != "application/json" else "")
+        lines.append(f"| {name} | {success} | success |")
+        for outcome in entry.errors:
+            lines.append(f"| | {outcome.status} `{MESSAGES[outcome.status]}` | "
+                         f"{outcome.when.replace('|', '/')} |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def with_table(text: str) -> str:
+    """``text`` (docs/gateway.md) with the table between the markers regenerated."""
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"the docs have no {START} ... {END} section")
+    return text[:start] + markdown() + text[end + len(END):]
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m mlplatform.gateway.contract docs/gateway.md", file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    path.write_text(with_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote the error contract into {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
