@@ -22,15 +22,8 @@ LABELS_FILE = "labels.csv"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def read_csv(data: bytes, filename: str) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(io.BytesIO(data), dtype_backend="numpy_nullable")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest(f"unreadable CSV {filename!r}: {str(exc).splitlines()[0]}",
-                         field="file") from exc
-    if frame.empty:
-        raise BadRequest(f"CSV {filename!r} has a header but no rows", field="file")
-    return frame
+def unreadable_csv(filename: str, exc: Exception) -> BadRequest:
+    return BadRequest(f"unreadable CSV {filename!r}: {str(exc).splitlines()[0]}", field="file")
 
 
 def require_filled(frame: pd.DataFrame, column: str, filename: str) -> None:

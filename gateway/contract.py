@@ -72,8 +72,8 @@ ROUTES: Tuple[Route, ...] = (
                      "server's message limit"),
         Outcome(503, NOT_SERVING))),
     Route("POST", "/evaluate", (
-        Outcome(400, TABLE_PROBLEMS + "; no label column, an empty label cell, an image "
-                     "without a label; " + MODEL_REF),
+        Outcome(400, TABLE_PROBLEMS + "; no label column, an empty label cell, an "
+                "image without a label; " + MODEL_REF),
         CLOSED, Outcome(403, MODEL_FAILS + ", for any row"),
         Outcome(413, "as `/forward_batch`"), Outcome(503, NOT_SERVING))),
     Route("GET", "/metadata", (
@@ -93,8 +93,7 @@ ROUTES: Tuple[Route, ...] = (
                      "not one of its file targets"),
         TOKEN, BODY_LIMIT, Outcome(503, "the registry or the job storage cannot be reached")),
         success=202),
-    Route("GET", "/jobs/{job_id}", (TOKEN, Outcome(404, "no such job for this token's "
-                                                       "group"))),
+    Route("GET", "/jobs/{job_id}", (TOKEN, Outcome(404, "no such job for this token's group"))),
     Route("GET", "/jobs/{job_id}/result", (
         TOKEN, Outcome(404, "as `/jobs/{job_id}`"),
         Outcome(409, "the job has not succeeded (`status` and `error` say why)")),

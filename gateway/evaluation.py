@@ -16,7 +16,7 @@ PREDICTION_KEYS = ("label", "prediction", "is_fraud", "scenario", "digit", "pred
 SCORE_KEYS = ("fraud_probability", "proba", "score")
 
 
-def _normal(value: Any) -> str:
+def normal(value: Any) -> str:
     """Labels compare as text: True/1/"1" and 1.0 are the same class."""
     if isinstance(value, bool):
         return str(int(value))
@@ -32,15 +32,20 @@ def prediction_of(answer: Any) -> Tuple[str, Optional[float]]:
     for key in PREDICTION_KEYS:
         if key in answer:
             score = next((float(answer[k]) for k in SCORE_KEYS if k in answer), None)
-            return _normal(answer[key]), score
+            return normal(answer[key]), score
     raise BadRequest(f"the model's answer has none of {', '.join(PREDICTION_KEYS)}", field="model")
 
 
 def evaluate(truth: List[Any], answers: List[Any]) -> Dict[str, Any]:
+    predicted, scores = zip(*(prediction_of(a) for a in answers))
+    return metrics([normal(v) for v in truth], list(predicted), list(scores))
+
+
+def metrics(expected: List[str], predicted: List[str],
+            scores: List[Optional[float]]) -> Dict[str, Any]:
+    """The report from labels and predictions already made text (``normal``)."""
     from sklearn import metrics  # ~100 MB: loaded on the first /evaluate, not at start-up
 
-    expected = [_normal(v) for v in truth]
-    predicted, scores = zip(*(prediction_of(a) for a in answers))
     classes = sorted(set(expected) | set(predicted))
     report: Dict[str, Any] = {
         "rows": len(expected),

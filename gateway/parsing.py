@@ -6,7 +6,9 @@ knows about models beyond the wire format a model takes.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, List, Optional, Tuple
+import tempfile
+from dataclasses import dataclass
+from typing import Any, BinaryIO, List, Optional, Tuple
 
 import orjson
 from fastapi import Request
@@ -83,40 +85,60 @@ async def uploaded(request: Request, field: str) -> bytes:
     return await upload.read()
 
 
-async def batch_rows(request: Request, served: ServedModel, max_unpacked: int,
-                     label: Optional[str]) -> Tuple[Any, List[Any]]:
-    """The rows to score (a DataFrame from CSV, a list of dicts from JSON, or (name, bytes)
-    images from a zip) and, with ``label``, the truth.
+@dataclass
+class Upload:
+    """A batch upload, in a file that can be read more than once (spooled to disk beyond
+    ``SPOOL_IN_MEMORY``): the multipart field ``file`` or the whole body."""
 
-    The parsing runs in a worker thread: a 30 MB CSV took the event loop for 2 s, and
-    every other request (``/health`` included) waited."""
-    content_type = request.headers.get("content-type", "")
+    file: BinaryIO
+    filename: str
+    content_type: str
+
+    def is_csv(self) -> bool:
+        return self.filename.lower().endswith(".csv") or "text/csv" in self.content_type
+
+    def __enter__(self) -> "Upload":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.file.close()
+
+
+SPOOL_IN_MEMORY = 1 << 20  # as Starlette spools multipart files
+
+
+async def batch_upload(request: Request) -> Upload:
     if is_multipart(request):
         upload = (await form(request)).get("file")
         if not isinstance(upload, UploadFile):
             raise BadRequest("missing file field 'file' in the multipart form", field="file")
-        data, filename = await upload.read(), upload.filename or "upload"
-    else:
-        data, filename = await request.body(), "body"
-    return await asyncio.to_thread(_rows, data, filename, content_type, served, max_unpacked,
-                                   label)
+        upload.file.seek(0)
+        return Upload(upload.file, upload.filename or "upload", upload.content_type or "")
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    async for piece in request.stream():  # the size limit is counted by limits.BodySizeLimit
+        spool.write(piece)
+    spool.seek(0)
+    return Upload(spool, "body", request.headers.get("content-type", ""))
 
 
-def _rows(data: bytes, filename: str, content_type: str, served: ServedModel, max_unpacked: int,
+def takes_csv(upload: Upload, served: ServedModel) -> bool:
+    """A CSV for a model that takes JSON rows: scored in chunks (``chunked.py``)."""
+    return upload.is_csv() and served.input_format != "base64"
+
+
+async def batch_rows(upload: Upload, served: ServedModel, max_unpacked: int,
+                     label: Optional[str]) -> Tuple[Any, List[Any]]:
+    """The rows of a JSON list (dicts) or a zip of images ((name, bytes)) and, with
+    ``label``, the truth.  Read and parsed in a worker thread (big uploads would hold
+    the event loop, and every other request with it)."""
+    return await asyncio.to_thread(_rows, upload, served, max_unpacked, label)
+
+
+def _rows(upload: Upload, served: ServedModel, max_unpacked: int,
           label: Optional[str]) -> Tuple[Any, List[Any]]:
-    name = filename.lower()
+    data, filename = upload.file.read(), upload.filename
     if served.input_format == "base64":
-        return _images(data, filename, content_type, served, max_unpacked, label)
-    if name.endswith(".csv") or "text/csv" in content_type:
-        frame = batch.read_csv(data, filename)
-        if "id" in frame.columns:
-            batch.require_filled(frame, "id", filename)
-        if label is None:
-            return frame, []
-        if label not in frame.columns:
-            raise BadRequest(f"the CSV has no label column {label!r}", field="label")
-        batch.require_filled(frame, label, filename)
-        return frame.drop(columns=[label]), frame[label].tolist()
+        return _images(data, filename, upload.content_type, served, max_unpacked, label)
     try:
         rows = batch.json_records(check_depth(orjson.loads(data), len(data), repr(filename)))
     except orjson.JSONDecodeError as exc:

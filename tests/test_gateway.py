@@ -25,6 +25,7 @@ from mlplatform.client.gateway import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from mlplatform.gateway.chunked import CHUNK_ROWS
 from mlplatform.pyfunc_models.fraud.data import generate_transactions
 from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURES
 from mlplatform.pyfunc_models.images.digits import digit_png
@@ -466,3 +467,49 @@ def test_grpc_unreachable_is_503_for_batches_while_singles_still_work(served, tm
         assert "unreachable over gRPC" in raised.value.detail
     finally:
         stop(process)
+
+
+# ---------------------------------------------------------------- CSVs larger than a chunk
+
+def big_frame(rows: int, seed: int) -> pd.DataFrame:
+    frame = generate_transactions(rows, seed=seed)[list(FEATURES) + ["fraud"]]
+    frame.insert(0, "id", [f"t{i}" for i in range(rows)])
+    return frame
+
+
+def test_a_csv_of_several_chunks_is_answered_whole_in_row_order(served, gateway):
+    rows = 2 * CHUNK_ROWS + 1234
+    frame = big_frame(rows, seed=41)
+    upload = frame.drop(columns=["fraud"]).to_csv(index=False).encode()
+    response = requests.post(served.gateway_url + "/forward_batch", data=upload,
+                             headers={"Content-Type": "text/csv"}, timeout=300)
+    assert response.status_code == 200
+    assert int(response.headers["Content-Length"]) == len(response.content)
+    answer = response.json()
+    assert answer["rows"] == rows and len(answer["results"]) == rows
+    assert [r["row"] for r in answer["results"]] == list(range(rows))
+    assert [r["id"] for r in answer["results"]] == frame["id"].tolist()
+    sample = [0, CHUNK_ROWS - 1, CHUNK_ROWS, rows - 1]  # both sides of each chunk boundary
+    singles = [gateway.predict(frame.drop(columns=["id", "fraud"]).iloc[i].to_dict())
+               for i in sample]
+    assert [{k: v for k, v in answer["results"][i].items() if k not in ("row", "id")}
+            for i in sample] == singles
+    report = gateway.evaluate(file=frame.to_csv(index=False).encode(), filename="big.csv",
+                              label="fraud")
+    assert report["metrics"]["rows"] == rows == len(report["results"])
+    assert report["results"][-1]["label"] == int(frame["fraud"].iloc[-1])
+
+
+def test_a_bad_row_in_a_late_chunk_is_a_4xx_naming_it_in_the_whole_file(gateway):
+    rows = CHUNK_ROWS + 500
+    frame = big_frame(rows, seed=42).drop(columns=["fraud"])
+    last = rows - 3
+    frame.loc[last, "hour"] = 99
+    with pytest.raises(ModelFailed) as raised:
+        gateway.forward_batch(file=frame.to_csv(index=False).encode(), filename="t.csv")
+    assert "column 'hour'" in raised.value.detail and f"rows {last}" in raised.value.detail
+    frame.loc[last, "hour"] = 3
+    frame.loc[last, "id"] = None
+    with pytest.raises(BadRequest) as raised:
+        gateway.forward_batch(file=frame.to_csv(index=False).encode(), filename="t.csv")
+    assert f"row(s) {last}" in raised.value.detail and "'id'" in raised.value.detail

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from mlplatform.pyfunc_models.wire import documents_request, image_request
 
-from .. import openapi, parsing, scoring
+from .. import chunked, openapi, parsing, scoring
 from ..auth import predict_guard
 from ..context import gateway_of
 from ..errors import BadRequest
@@ -67,7 +67,10 @@ def router(settings: GatewaySettings) -> APIRouter:
     async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         gateway = gateway_of(request)
         served = await gateway.directory.resolve(model or settings.batch_model, not model)
-        rows, _ = await parsing.batch_rows(request, served, settings.max_unpacked_bytes, None)
+        with await parsing.batch_upload(request) as upload:
+            if parsing.takes_csv(upload, served):
+                return await chunked.answer(gateway, served, upload.file, upload.filename, None)
+            rows, _ = await parsing.batch_rows(upload, served, settings.max_unpacked_bytes, None)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
 
         def report() -> bytes:  # 100k+ rows of answers: built and rendered off the event loop
@@ -87,8 +90,12 @@ def router(settings: GatewaySettings) -> APIRouter:
                                                    "label)")) -> Any:
         gateway = gateway_of(request)
         served = await gateway.directory.resolve(model or settings.batch_model, not model)
-        rows, truth = await parsing.batch_rows(request, served, settings.max_unpacked_bytes,
-                                               label or settings.label_column)
+        label = label or settings.label_column
+        with await parsing.batch_upload(request) as upload:
+            if parsing.takes_csv(upload, served):
+                return await chunked.answer(gateway, served, upload.file, upload.filename, label)
+            rows, truth = await parsing.batch_rows(upload, served, settings.max_unpacked_bytes,
+                                                   label)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
 
         def report() -> bytes:  # metrics and rows computed and rendered off the event loop
