@@ -22,6 +22,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_MODULES = (
     "mlplatform.pyfunc_models.echo",
     "mlplatform.pyfunc_models.fraud.train",
+    "mlplatform.pyfunc_models.fraud.retrain",
     "mlplatform.pyfunc_models.images.quantize",
     "mlplatform.pyfunc_models.images.digits",
 )

@@ -91,12 +91,16 @@ def register(
     alias: Optional[str] = None,
     experiment: Optional[str] = None,
     force: bool = False,
+    run_name: Optional[str] = None,
+    run_tags: Optional[Dict[str, str]] = None,
+    extra_version_tags: Optional[Dict[str, str]] = None,
 ) -> Registration:
     """Train (if the code changed or ``force``), log and register ``model``.
 
     ``model`` is a catalog name, or a ``ModelSpec`` built elsewhere (an
     imported folder).  Without ``alias`` the new version becomes ``champion``
-    if the model has none yet, else ``challenger``.
+    if the model has none yet, else ``challenger``.  Inside an active run (the
+    training pipeline's parent run) the training run is nested under it.
     """
     spec = get_model_spec(model) if isinstance(model, str) else model
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -117,10 +121,11 @@ def register(
     mlflow.set_tracking_uri(tracking_uri)
     experiment_id = mlflow.set_experiment(experiment or spec.name).experiment_id
     with tempfile.TemporaryDirectory(prefix=f"mlplatform-{spec.name}-") as workdir:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}-train") as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or f"{spec.name}-train",
+                              nested=mlflow.active_run() is not None, tags=run_tags) as run:
             context = BuildContext(Path(workdir), spec.name, experiment or spec.name, run.info.run_id)
             model_uri, model_id, bundle_metrics, formats = _log(spec, context, fingerprint)
-        tags = {FINGERPRINT_TAG: fingerprint, **formats}
+        tags = {FINGERPRINT_TAG: fingerprint, **formats, **(extra_version_tags or {})}
         version = _create_version(client, spec.name, model_uri, run.info.run_id, model_id,
                                   tags, alias)
     return Registration(

@@ -15,6 +15,8 @@ from .settings import PlatformSettings, load_settings
 # An unreachable tracking server should fail in seconds, not after MLflow's long retry loop.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+# One line per stage says what happened; MLflow's download bars would drown it.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -328,6 +330,59 @@ def run(ctx: click.Context, model: str, target: str, file: Path, output: Path,
         destination = mlflow_process.info.get("artifacts_destination", "") if mlflow_process else ""
         click.echo(f"{outcome.target}: artifacts updated from {file}; registered them")
         _report_registration(outcome.registration, destination)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--stage", "stages", multiple=True,
+              type=click.Choice(["extract_data", "train_model", "inference_model"]),
+              help="Run only this stage (repeatable); its input is the latest run of the stage "
+                   "before it. Default: all three.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Training parameter (e.g. n_estimators=100, learning_curve=0).")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
+@click.pass_context
+@_friendly_errors
+def pipeline(ctx: click.Context, model: str, stages, params, tracking_uri: Optional[str]) -> None:
+    """Retrain MODEL on the feature store: extract_data -> train_model -> inference_model.
+
+    \b
+    Each stage is an MLflow run nested under one parent run. The new version is
+    registered with alias challenger (never champion): compare it, then
+    `mlplatform deploy --model MODEL@challenger` serves it.
+    """
+    from mlplatform.pyfunc_models.pipeline import STAGES, PipelineError, run_pipeline
+
+    from .stack import StackError
+    from .stack import tracking_uri as resolve_tracking
+
+    settings = _settings(ctx)
+    uri = resolve_tracking(settings, tracking_uri)
+    try:
+        result = run_pipeline(model, uri, settings.feature_store_url, stages or STAGES,
+                              _key_values(params), log=click.echo)
+    except (PipelineError, KeyError) as exc:
+        raise StackError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+    click.echo(f"pipeline run {result.parent_run_id} (experiment {result.experiment_id})"
+               + (f": {model} version {result.version} is challenger" if result.version else ""))
+
+
+def _key_values(pairs) -> dict:
+    """``KEY=VALUE`` options as a dict, numbers as numbers."""
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+        for kind in (int, float):
+            try:
+                found[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            found[key] = value
+    return found
 
 
 def _register_and_report(settings: PlatformSettings, spec, tracking_uri: Optional[str],

@@ -79,6 +79,13 @@ class PlatformSettings(BaseSettings):
             f"sqlite:///{self.state_path / 'gateway.db'}")
 
     @property
+    def feature_store_url(self) -> str:
+        """Labelled training data (the feature store): a SQLite file in the state folder,
+        or any SQLAlchemy URL in ``MLPLATFORM_FEATURE_STORE_URL``."""
+        return os.environ.get("MLPLATFORM_FEATURE_STORE_URL") or (
+            f"sqlite:///{self.state_path / 'features.db'}")
+
+    @property
     def jobs_storage(self) -> str:
         """Job inputs and outputs live in the artifact store, next to the models."""
         if self.uses_s3:

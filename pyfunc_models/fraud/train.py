@@ -34,6 +34,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from ..catalog import BuildContext, ModelBundle, register_model
 from ..onnx_tabular import ONNX_ARTIFACT, export_pipeline, training_metadata
+from . import datasets  # noqa: F401  (registers the feature-store datasets)
 from .data import generate_transactions
 from .features import BOOLEAN, CATEGORICAL, EXAMPLE_TRANSACTION, NUMERIC, feature_frame
 from .model import PIPELINE_ARTIFACT, FraudModel, ScenarioModel
@@ -78,6 +79,17 @@ def best_f1_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
+def forest(params: Dict[str, Any]) -> Pipeline:
+    """The random forest behind ``fraud`` and ``fraud_scenario``, not fitted yet."""
+    return Pipeline([
+        ("features", build_preprocessor()),
+        ("classifier", RandomForestClassifier(
+            n_estimators=params["n_estimators"], max_depth=params["max_depth"],
+            min_samples_leaf=params["min_samples_leaf"], class_weight="balanced_subsample",
+            random_state=params["seed"], n_jobs=-1)),
+    ])
+
+
 def _fit(target: str, params: Dict[str, Any]):
     """Generate, split 70/15/15 (stratified) and fit; returns the pipeline and the splits."""
     rows = generate_transactions(params["n_rows"], params["seed"])
@@ -86,13 +98,7 @@ def _fit(target: str, params: Dict[str, Any]):
         features, labels, test_size=0.3, stratify=labels, random_state=params["seed"])
     x_valid, x_test, y_valid, y_test = train_test_split(
         x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=params["seed"])
-    pipeline = Pipeline([
-        ("features", build_preprocessor()),
-        ("classifier", RandomForestClassifier(
-            n_estimators=params["n_estimators"], max_depth=params["max_depth"],
-            min_samples_leaf=params["min_samples_leaf"], class_weight="balanced_subsample",
-            random_state=params["seed"], n_jobs=-1)),
-    ])
+    pipeline = forest(params)
     pipeline.fit(x_train, y_train)
     # Serving scores one request at a time: process pools only add latency there.
     pipeline.named_steps["classifier"].set_params(n_jobs=1)
