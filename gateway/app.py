@@ -25,7 +25,7 @@ from .files import JobFiles
 from .limits import BodySizeLimit
 from .registry import RegistryReader
 from .request_id import RequestIdMiddleware, configure_logging
-from .routers import inference, jobs, models, service
+from .routers import inference, jobs, lifecycle, models, service
 from .settings import GatewaySettings
 from .store import Store
 from .upstream import V2Upstream
@@ -91,7 +91,7 @@ def create_app(settings: Optional[GatewaySettings] = None,
     install(app)
     app.add_middleware(BodySizeLimit, limit_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
-    for area in (service, inference, models, jobs):
+    for area in (service, inference, models, jobs, lifecycle):
         app.include_router(area.router(settings))
     _docs(app)
     return app

@@ -35,7 +35,7 @@ class Route:
 
 
 MESSAGES = {400: BAD_REQUEST, 401: UNAUTHORIZED, 403: MODEL_FAILED, 404: "not found",
-            409: "not ready", 413: TOO_LARGE, 503: UNAVAILABLE}
+            409: "not ready", 413: TOO_LARGE, 502: "model server refused", 503: UNAVAILABLE}
 
 # The texts shared by several routes.
 CLOSED = Outcome(401, "no valid `Authorization: Bearer <token>` (only when "
@@ -98,6 +98,40 @@ ROUTES: Tuple[Route, ...] = (
         TOKEN, Outcome(404, "as `/jobs/{job_id}`"),
         Outcome(409, "the job has not succeeded (`status` and `error` say why)")),
         success_type="application/octet-stream"),
+    Route("PUT", "/add_data", (
+        Outcome(400, "no `?model=`, or a model without a training dataset; unreadable CSV; a "
+                     "missing or unknown column, a value of the wrong type or range, a label "
+                     "not among the dataset's classes (column and rows named; nothing is "
+                     "written)"),
+        TOKEN, BODY_LIMIT, Outcome(503, "the feature store cannot be reached"))),
+    Route("PUT", "/retrain", (
+        Outcome(400, "no `?model=`, or a model the pipeline cannot retrain"), TOKEN,
+        Outcome(409, "a training of this model is already requested or running")),
+        success=202),
+    Route("GET", "/metrics/{training_id}", (
+        Outcome(400, "the id is not a number"), TOKEN,
+        Outcome(404, "no such training for this token's group"),
+        Outcome(503, "the registry cannot be read"))),
+    Route("GET", "/metrics/{training_id}/plots/{name}", (
+        Outcome(400, "the id is not a number"), TOKEN,
+        Outcome(404, "no such training, or it has no such plot (yet)"),
+        Outcome(503, "the registry cannot be read")), success_type="image/png"),
+    Route("POST", "/deploy/{training_id}", (
+        Outcome(400, "the id is not a number"), TOKEN,
+        Outcome(404, "no such training for this token's group"),
+        Outcome(409, "the training has not succeeded, or its version failed the pipeline's "
+                     "serving check (the reason is in `detail`)"),
+        Outcome(502, "the model server could not load the version (its reason in `detail`); "
+                     "nothing was switched, the champion goes on serving"),
+        Outcome(503, "the registry cannot be read, or the gateway does not know MLServer's "
+                     "model repository"))),
+    Route("POST", "/rollback", (
+        Outcome(400, "no `?model=`"), TOKEN, Outcome(404, "no such registered model"),
+        Outcome(409, "no previous champion to go back to"),
+        Outcome(502, "as `/deploy/{training_id}`"), Outcome(503, "as `/deploy/{training_id}`"))),
+    Route("GET", "/models/{name}/versions", (
+        TOKEN, Outcome(404, "no such registered model"),
+        Outcome(503, "the registry cannot be read"))),
 )
 
 ERROR_SCHEMA = {

@@ -75,6 +75,12 @@ class TooLarge(GatewayError):
     status, message = 413, TOO_LARGE
 
 
+class UpstreamRefused(GatewayError):
+    """The model server could not do what was asked (load a version); nothing changed."""
+
+    status, message = 502, "model server refused"
+
+
 class Unavailable(GatewayError):
     status, message = 503, UNAVAILABLE
 

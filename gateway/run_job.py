@@ -16,7 +16,7 @@ from mlplatform.pyfunc_models.conventions import ModelReference
 
 from .files import JobFiles
 from .settings import GatewaySettings
-from .store import Store
+from .store import PIPELINE_TARGET, Store
 
 
 def main(job_id: str, owner: str = None) -> int:
@@ -26,6 +26,8 @@ def main(job_id: str, owner: str = None) -> int:
     if job is None:
         print(f"no job {job_id}", file=sys.stderr)
         return 2
+    if job.target == PIPELINE_TARGET:
+        return _pipeline(job, store, files, settings, owner)
     try:
         from mlplatform.pyfunc_models.imported.runner import run_target
 
@@ -53,6 +55,42 @@ def main(job_id: str, owner: str = None) -> int:
     except Exception as exc:  # the job failed: record why, keep the gateway unaffected
         traceback.print_exc()
         store.finish(job.id, error=f"{type(exc).__name__}: {exc}"[:4000], owner=owner)
+    return 0
+
+
+def _pipeline(job, store: Store, files: JobFiles, settings: GatewaySettings, owner: str) -> int:
+    """A retraining (``PUT /retrain``): the pipeline on the feature store; the result is
+    a small JSON naming the runs, the new version and its metrics."""
+    import json
+
+    from mlplatform.pyfunc_models.pipeline import PipelineError, run_pipeline
+
+    def started(result) -> None:
+        store.record_training(job.id, run_id=result.parent_run_id,
+                              experiment_id=result.experiment_id)
+
+    try:
+        result = run_pipeline(job.model, settings.tracking_uri, settings.feature_store_url,
+                              log=print, on_start=started)
+    except Exception as exc:  # PipelineError names the stage; anything else, the type
+        traceback.print_exc()
+        found = getattr(exc, "result", None)
+        if found is not None and found.version:
+            store.record_training(job.id, version=found.version)
+        message = str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+        store.finish(job.id, error=message[:4000], owner=owner)
+        return 0
+    store.record_training(job.id, version=result.version)
+    with tempfile.TemporaryDirectory(prefix="mlplatform-job-") as folder:
+        report = Path(folder) / "result.json"
+        report.write_text(json.dumps({
+            "model": result.model, "version": result.version, "run_id": result.parent_run_id,
+            "experiment_id": result.experiment_id, "stages": result.stages,
+            "metrics": result.served_metrics, "champion_version": result.champion_version,
+            "champion_metrics": result.champion_metrics}, indent=1))
+        key = f"{job.id}/output/result.json"
+        files.put_file(key, report)
+        store.finish(job.id, output_name="result.json", output_key=key, owner=owner)
     return 0
 
 

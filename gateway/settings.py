@@ -53,6 +53,12 @@ class GatewaySettings(BaseSettings):
     # by default both under the platform's state folder, never the current directory.
     database_url: str = ""
     jobs_storage: str = ""
+    # Labelled training data (PUT /add_data, the retraining pipeline); default: a SQLite
+    # file in the state folder, as `mlplatform pipeline` uses.
+    feature_store_url: str = ""
+    # The model repository folder MLServer loads from (set by `mlplatform up`): the
+    # deploy and rollback routes write model settings there (mlserver_configs.serving).
+    mlserver_repository: str = ""
     job_timeout: float = 3600.0                  # seconds one job may run
     # Seconds a gateway's claim on a running job holds without a heartbeat (renewed every
     # third of it): how long a job of a gateway that died waits before another takes it.
@@ -64,3 +70,6 @@ class GatewaySettings(BaseSettings):
             self.database_url = f"sqlite:///{state / 'gateway.db'}"
         if not self.jobs_storage:
             self.jobs_storage = str(state / "jobs")
+        if not self.feature_store_url:
+            self.feature_store_url = (os.environ.get("MLPLATFORM_FEATURE_STORE_URL")
+                                      or f"sqlite:///{state / 'features.db'}")

@@ -20,6 +20,7 @@ from typing import List, Optional
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Integer,
     String,
     Text,
     and_,
@@ -97,6 +98,25 @@ def _naive(moment: datetime) -> datetime:
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+PIPELINE_TARGET = "mlplatform:pipeline"  # a job that runs the training pipeline
+
+
+class Training(Base):
+    """A retraining started with ``PUT /retrain``: its integer id (the seed's
+    ``experiment_id``) leads to its job, its MLflow parent run and its new version."""
+
+    __tablename__ = "trainings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    group: Mapped[str] = mapped_column(String(200), index=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    run_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    experiment_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    version: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
 
 
 class Store:
@@ -203,3 +223,37 @@ class Store:
         condition = [Job.id == job_id] + ([Job.owner == owner] if owner else [])
         with Session(self.engine) as session, session.begin():
             return bool(session.execute(update(Job).where(*condition).values(**values)).rowcount)
+
+    # -------------------------------------------------------- trainings
+
+    def add_training(self, group: str, model: str) -> Optional[Training]:
+        """A pipeline job for ``model`` and its training id, in one transaction; None if one
+        is already Requested or Running for the model."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            busy = session.scalar(select(Training).join(Job, Job.id == Training.job_id).where(
+                Training.model == model, Job.status.in_((REQUESTED, RUNNING))).limit(1))
+            if busy is not None:
+                return None
+            job = Job(id=uuid.uuid4().hex, group=group, model=model, target=PIPELINE_TARGET,
+                      input_name="", input_key="", status=REQUESTED, created_at=now())
+            training = Training(job_id=job.id, group=group, model=model, created_at=now())
+            session.add_all([job, training])
+        return training
+
+    def training(self, training_id: int) -> Optional[Training]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(Training, training_id)
+
+    def training_of_job(self, job_id: str) -> Optional[Training]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalar(select(Training).where(Training.job_id == job_id))
+
+    def busy_training(self, model: str) -> Optional[Training]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalar(select(Training).join(Job, Job.id == Training.job_id).where(
+                Training.model == model, Job.status.in_((REQUESTED, RUNNING))).limit(1))
+
+    def record_training(self, job_id: str, **values) -> None:
+        """The run and version ids as the pipeline learns them."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(Training).where(Training.job_id == job_id).values(**values))

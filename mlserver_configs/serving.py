@@ -28,11 +28,19 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional
 
 from mlplatform.client.transport import InferenceServerError, ServerUnreachable, V2Transport
-from mlplatform.pyfunc_models.conventions import DEFAULT_TARGET, ModelReference, served_tag
+from mlplatform.pyfunc_models.conventions import (
+    CHAMPION,
+    DEFAULT_TARGET,
+    PREVIOUS_CHAMPION,
+    ModelReference,
+    deployed_tag,
+    served_tag,
+)
 
 from .generator import (
     GENERATED_BY,
@@ -151,6 +159,31 @@ class Serving:
                 message += f"; retiring version(s) {', '.join(retired)} failed: {failure}"
         return DeployOutcome(model.name, model.version, True, message, previous)
 
+    def promote(self, name: str, version: str) -> DeployOutcome:
+        """Serve ``version`` (as ``deploy``) and make it ``champion``; the version served
+        before becomes ``previous_champion``, what ``rollback`` brings back.  Aliases move
+        only once the new version answers."""
+        outcome = self.deploy(ModelReference(name, version=str(version)))
+        if not outcome.ok:
+            return outcome
+        if outcome.previous and outcome.previous != outcome.version:
+            self.registry.set_registered_model_alias(name, PREVIOUS_CHAMPION, outcome.previous)
+        self.registry.set_registered_model_alias(name, CHAMPION, outcome.version)
+        return outcome
+
+    def rollback(self, name: str) -> DeployOutcome:
+        """Bring back the version served before the last ``promote`` (its alias
+        ``previous_champion``); rolling back twice returns to where it started."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            previous = self.registry.get_model_version_by_alias(name, PREVIOUS_CHAMPION).version
+        except MlflowException:
+            return DeployOutcome(name, None, False, f"{name} has no {PREVIOUS_CHAMPION}: nothing "
+                                 "was promoted over another version, so there is nothing to "
+                                 "roll back to")
+        return self.promote(name, previous)
+
     def deploy_alias(self, alias: str) -> List[DeployOutcome]:
         """Every registered model that has ``alias``; models deployed before that lost
         it are undeployed."""
@@ -214,6 +247,9 @@ class Serving:
     def _record(self, model: ResolvedModel) -> None:
         self.registry.set_registered_model_tag(model.name, served_tag(self.target.name),
                                                model.version)
+        self.registry.set_model_version_tag(model.name, model.version,
+                                            deployed_tag(self.target.name),
+                                            datetime.now(timezone.utc).isoformat())
 
     def _forget(self, name: str) -> None:
         from mlflow.exceptions import MlflowException

@@ -31,6 +31,8 @@ SERVED_TAG_PREFIX = TAG_PREFIX + "served."  # + the serving target's name
 DEFAULT_TARGET = "local"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# What `rollback` brings back: the version served before the last promotion.
+PREVIOUS_CHAMPION = "previous_champion"
 
 PROBABILITY_PREFIX = "probability_"  # table answers: one column per class
 
@@ -38,6 +40,11 @@ PROBABILITY_PREFIX = "probability_"  # table answers: one column per class
 def served_tag(target: str = DEFAULT_TARGET) -> str:
     """The registered-model tag holding the version ``target`` serves."""
     return SERVED_TAG_PREFIX + target
+
+
+def deployed_tag(target: str = DEFAULT_TARGET) -> str:
+    """The model-version tag holding when it was last deployed on ``target`` (ISO time)."""
+    return "mlplatform.deployed_at." + target
 
 
 def version_tags(input_format: str, output_format: str, accepts_table: bool,

@@ -53,7 +53,9 @@ SERVED_TOLERANCE = 1e-3
 
 
 class PipelineError(RuntimeError):
-    """A stage failed; the message says which and why."""
+    """A stage failed; the message says which and why, ``result`` how far it got."""
+
+    result: Optional["PipelineResult"] = None
 
 
 @dataclass
@@ -87,8 +89,10 @@ class _Context:
 
 def run_pipeline(model: str, tracking_uri: str, store_url: str,
                  stages: Sequence[str] = STAGES, params: Optional[Dict[str, Any]] = None,
-                 log: Callable[[str], None] = print) -> PipelineResult:
-    """Run ``stages`` (in pipeline order) under one parent run; raises ``PipelineError``."""
+                 log: Callable[[str], None] = print,
+                 on_start: Optional[Callable[[PipelineResult], None]] = None) -> PipelineResult:
+    """Run ``stages`` (in pipeline order) under one parent run; raises ``PipelineError``
+    (its ``result`` says how far it got).  ``on_start`` hears the parent run's id first."""
     import mlflow
 
     unknown = [s for s in stages if s not in STAGES]
@@ -104,10 +108,19 @@ def run_pipeline(model: str, tracking_uri: str, store_url: str,
                            result, log)
         mlflow.log_params({"stages": ",".join(s for s in STAGES if s in stages),
                            **{f"param_{k}": v for k, v in context.params.items()}})
+        if on_start:
+            on_start(result)
         for stage in STAGES:
-            if stage in stages:
-                log(f"{model}: {stage} ...")
+            if stage not in stages:
+                continue
+            log(f"{model}: {stage} ...")
+            try:
                 STAGE_FUNCTIONS[stage](context)
+            except Exception as exc:
+                failed = exc if isinstance(exc, PipelineError) else PipelineError(
+                    f"{stage} failed: {type(exc).__name__}: {exc}")
+                failed.result = result
+                raise failed from exc
         if result.version:
             mlflow.set_tag(VERSION_TAG, result.version)
     return result

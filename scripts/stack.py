@@ -231,6 +231,7 @@ def _start_gateway(settings: PlatformSettings, state: StackState, report: Report
         MLPLATFORM_GATEWAY_TRACKING_URI=state.components["mlflow"].url,
         MLPLATFORM_GATEWAY_DATABASE_URL=settings.gateway_database_url,
         MLPLATFORM_GATEWAY_FEATURE_STORE_URL=settings.feature_store_url,
+        MLPLATFORM_GATEWAY_MLSERVER_REPOSITORY=state.components["mlserver"].info["config_dir"],
         MLPLATFORM_GATEWAY_JOBS_STORAGE=settings.jobs_storage,
     )
     command = [sys.executable, "-m", "uvicorn", "mlplatform.gateway.app:app", "--host", settings.host,

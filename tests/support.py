@@ -138,3 +138,20 @@ def assert_all_gone(pids: List[int]) -> None:
     alive = [pid for pid in pids
              if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"processes still running after down: {alive}"
+
+
+def start_gateway(tmp_path, mlserver_url: str, timeout: float = 2.0, s3: S3Server = None,
+                  **settings: str):
+    """A gateway process of its own, with its own job database and files under
+    ``tmp_path``; ``settings`` are extra MLPLATFORM_GATEWAY_* values (lower case)."""
+    port = free_port()
+    env = {**stack_environment(tmp_path, s3), "MLPLATFORM_GATEWAY_MLSERVER_URL": mlserver_url,
+           "MLPLATFORM_GATEWAY_TIMEOUT": str(timeout),
+           "MLPLATFORM_GATEWAY_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+           **{f"MLPLATFORM_GATEWAY_{key.upper()}": value for key, value in settings.items()}}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "mlplatform.gateway.app:app", "--port",
+                                str(port)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(url + "/health", timeout=60, require_ok=True)
+    return process, url

@@ -4,8 +4,6 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -30,7 +28,7 @@ from mlplatform.pyfunc_models.fraud.data import generate_transactions
 from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURES
 from mlplatform.pyfunc_models.images.digits import digit_png
 from mlplatform.scripts.processes import free_port
-from tests.support import GATEWAY_BODY_LIMIT, stack_environment, stop, wait_for_http
+from tests.support import GATEWAY_BODY_LIMIT, start_gateway, stop
 
 pytestmark = pytest.mark.stack  # every test here runs mlplatform or gateway processes
 
@@ -341,21 +339,6 @@ def test_body_over_the_limit_is_413(served, gateway):
 
 
 # ---------------------------------------------------------------- 503
-
-
-def start_gateway(tmp_path, mlserver_url: str, timeout: float = 2.0, **settings: str):
-    """A gateway of its own; ``settings`` are extra MLPLATFORM_GATEWAY_* values (lower case)."""
-    port = free_port()
-    env = {**stack_environment(tmp_path), "MLPLATFORM_GATEWAY_MLSERVER_URL": mlserver_url,
-           "MLPLATFORM_GATEWAY_TIMEOUT": str(timeout),
-           "MLPLATFORM_GATEWAY_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
-           **{f"MLPLATFORM_GATEWAY_{key.upper()}": value for key, value in settings.items()}}
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "mlplatform.gateway.app:app", "--port",
-                                str(port)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(url + "/health", timeout=60, require_ok=True)
-    return process, url
 
 
 def test_mlserver_unreachable_is_503_quickly(tmp_path):

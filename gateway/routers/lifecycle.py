@@ -1,0 +1,112 @@
+"""A model's life (seed 003 names and verbs): /add_data, /retrain, /metrics/<id>,
+/deploy/<id>, /rollback, /models/<name>/versions.  Every route needs a token; a
+training is visible only to its token's group.  The work is in ``lifecycle.py``."""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any, Dict
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from .. import lifecycle, parsing
+from ..auth import token_group
+from ..context import gateway_of
+from ..errors import BadRequest, Conflict, NotFound
+from ..settings import GatewaySettings
+
+MODEL = Query(..., description="The registered model, e.g. fraud", min_length=1)
+
+
+def router(settings: GatewaySettings) -> APIRouter:
+    routes = APIRouter(tags=["lifecycle"])
+    # One switch at a time per model: two deploys racing would each retire the other.
+    switching: Dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @routes.put("/add_data", summary="Append labelled rows (CSV, as for /evaluate) to the "
+                "model's training data; all rows valid or nothing written",
+                openapi_extra={"requestBody": {"required": True, "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                                       "properties": {"file": {
+                                                           "type": "string",
+                                                           "format": "binary"}}}}}}})
+    async def add_data(request: Request, model: str = MODEL,
+                       group: str = Depends(token_group)) -> Any:
+        with await parsing.batch_upload(request) as upload:
+            data = await asyncio.to_thread(upload.file.read)
+            return await asyncio.to_thread(lifecycle.add_data, settings, model, data,
+                                           upload.filename)
+
+    @routes.put("/retrain", status_code=202, summary="Start the training pipeline on the "
+                "model's data; returns the training id at once")
+    async def retrain(request: Request, model: str = MODEL,
+                      group: str = Depends(token_group)) -> Any:
+        gateway = gateway_of(request)
+        await asyncio.to_thread(_retrainable, model)
+        training = await asyncio.to_thread(gateway.store.add_training, group, model)
+        if training is None:
+            raise Conflict(f"a training of {model} is already running; wait for it "
+                           "(GET /metrics/<id>)")
+        gateway.worker.wake.set()
+        return JSONResponse({"id": training.id, "model": model, "status": "Requested",
+                             "metrics_url": f"/metrics/{training.id}"}, status_code=202)
+
+    async def own_training(request: Request, training_id: int, group: str):
+        store = gateway_of(request).store
+        training = await asyncio.to_thread(store.training, training_id)
+        if training is None or training.group != group:
+            raise NotFound(f"no training {training_id}")
+        return training, await asyncio.to_thread(store.job, training.job_id)
+
+    @routes.get("/metrics/{training_id}", summary="A training's status, metrics and plots, "
+                "beside the champion's on the same held-out rows")
+    async def metrics(request: Request, training_id: int,
+                      group: str = Depends(token_group)) -> Any:
+        training, job = await own_training(request, training_id, group)
+        return await asyncio.to_thread(lifecycle.training_report, settings, training, job)
+
+    @routes.get("/metrics/{training_id}/plots/{name}", summary="One plot of a training (PNG)",
+                response_class=Response)
+    async def plot(request: Request, training_id: int, name: str,
+                   group: str = Depends(token_group)) -> Response:
+        training, _ = await own_training(request, training_id, group)
+        data = await asyncio.to_thread(lifecycle.plot, settings, training, name)
+        return Response(data, media_type="image/png")
+
+    @routes.post("/deploy/{training_id}", summary="Serve the training's version as champion; "
+                 "answers once it answers requests")
+    async def deploy(request: Request, training_id: int,
+                     group: str = Depends(token_group)) -> Any:
+        training, job = await own_training(request, training_id, group)
+        version = await asyncio.to_thread(lifecycle.deployable_version, settings, training, job)
+        async with switching[training.model]:
+            answer = await asyncio.to_thread(lifecycle.promote, settings, training.model,
+                                             version)
+        gateway_of(request).directory.forget(training.model)
+        return answer
+
+    @routes.post("/rollback", summary="Serve the previous champion again")
+    async def rollback(request: Request, model: str = MODEL,
+                       group: str = Depends(token_group)) -> Any:
+        async with switching[model]:
+            answer = await asyncio.to_thread(lifecycle.rollback, settings, model)
+        gateway_of(request).directory.forget(model)
+        return answer
+
+    @routes.get("/models/{name}/versions", summary="Versions with aliases, runs, metrics, "
+                "created and deployed times")
+    async def versions(name: str, group: str = Depends(token_group)) -> Any:
+        return await asyncio.to_thread(lifecycle.versions, settings, name)
+
+    return routes
+
+
+def _retrainable(model: str) -> None:
+    from mlplatform.pyfunc_models.training import trainer_for
+
+    try:
+        trainer_for(model)
+    except KeyError as exc:
+        raise BadRequest(exc.args[0], field="model") from exc
