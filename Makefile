@@ -36,6 +36,7 @@ down:
 test: $(STAMP)
 	$(BIN)/flake8 .
 	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_postgresql.sh
 	@git status --porcelain --ignored > $(VENV)/.status-before 2>/dev/null || true
 	$(BIN)/python -m pytest -p no:cacheprovider
 	@bash scripts/check_clean.sh $(VENV)/.status-before

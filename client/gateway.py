@@ -66,6 +66,10 @@ class ServiceUnavailable(GatewayError):
     pass
 
 
+class ModelServerRefused(GatewayError):
+    """502: the model server could not load a version (deploy, rollback); nothing changed."""
+
+
 class GatewayUnreachable(GatewayError):
     """No answer from the gateway at all (refused, DNS, timeout); ``status_code`` is 0."""
 
@@ -74,7 +78,7 @@ class GatewayUnreachable(GatewayError):
 
 
 ERRORS = {400: BadRequest, 401: Unauthorized, 403: ModelFailed, 404: NotFound, 409: Conflict,
-          413: PayloadTooLarge, 503: ServiceUnavailable}
+          413: PayloadTooLarge, 502: ModelServerRefused, 503: ServiceUnavailable}
 FINISHED = ("Succeeded", "Failed")
 
 
@@ -187,6 +191,21 @@ class _Requests:
                     data={"model": model, "target": target})
 
     @staticmethod
+    def _add_data(model: str, file: FileLike, filename: Optional[str],
+                  progress: bool) -> Dict[str, Any]:
+        return dict(method="PUT", url="/add_data", params={"model": model},
+                    files=_upload(file, filename, progress))
+
+    @staticmethod
+    def _put(url: str, **params: Any) -> Dict[str, Any]:
+        return dict(method="PUT", url=url, params=params)
+
+    @staticmethod
+    def _post_params(url: str, **params: Any) -> Dict[str, Any]:
+        return dict(method="POST", url=url, params={k: v for k, v in params.items()
+                                                    if v is not None})
+
+    @staticmethod
     def _get(url: str, **params: Any) -> Dict[str, Any]:
         return dict(method="GET", url=url, params={k: v for k, v in params.items() if v is not None})
 
@@ -195,13 +214,13 @@ class _Requests:
         return dict(method="POST", url=url, json=body)
 
     @staticmethod
-    def _finished(status: Dict[str, Any], job_id: str, started: float, timeout: float) -> bool:
+    def _finished(status: Dict[str, Any], what: str, started: float, timeout: float) -> bool:
         import time
 
         if status["status"] in FINISHED:
             return True
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"job {job_id} is still {status['status']} after {timeout}s")
+            raise TimeoutError(f"{what} is still {status['status']} after {timeout}s")
         return False
 
 
@@ -308,7 +327,7 @@ class GatewayClient(_Requests):
         started = time.monotonic()
         while True:
             status = self.job_status(job_id)
-            if self._finished(status, job_id, started, timeout):
+            if self._finished(status, f"job {job_id}", started, timeout):
                 return status
             time.sleep(poll)
 
@@ -326,6 +345,43 @@ class GatewayClient(_Requests):
         except httpx.TransportError as exc:
             raise _unreachable(exc, self.base_url) from exc
         return target
+
+    # ------------------------------------------------------------ a model's life
+
+    def add_data(self, model: str, file: FileLike, *, filename: Optional[str] = None,
+                 progress: bool = False) -> Dict[str, Any]:
+        """Append labelled rows (a CSV with the label column) to ``model``'s training data."""
+        return self._send(self._add_data(model, file, filename, progress)).json()
+
+    def retrain(self, model: str) -> Dict[str, Any]:
+        """Start the training pipeline; returns at once with the training ``id``."""
+        return self._send(self._put("/retrain", model=model)).json()
+
+    def training(self, training_id: int) -> Dict[str, Any]:
+        """Status, metrics, plots, and the champion's metrics on the same rows."""
+        return self._send(self._get(f"/metrics/{training_id}")).json()
+
+    def wait_training(self, training_id: int, timeout: float = 1800.0,
+                      poll: float = 2.0) -> Dict[str, Any]:
+        import time
+
+        started = time.monotonic()
+        while True:
+            report = self.training(training_id)
+            if self._finished(report, f"training {training_id}", started, timeout):
+                return report
+            time.sleep(poll)
+
+    def deploy(self, training_id: int) -> Dict[str, Any]:
+        """Serve the training's version as champion; returns once it answers."""
+        return self._send(self._post_params(f"/deploy/{training_id}")).json()
+
+    def rollback(self, model: str) -> Dict[str, Any]:
+        """Serve the previous champion again."""
+        return self._send(self._post_params("/rollback", model=model)).json()
+
+    def versions(self, model: str) -> List[Dict[str, Any]]:
+        return self._send(self._get(f"/models/{model}/versions")).json()
 
 
 class AsyncGatewayClient(_Requests):
@@ -406,7 +462,7 @@ class AsyncGatewayClient(_Requests):
         started = time.monotonic()
         while True:
             status = await self.job_status(job_id)
-            if self._finished(status, job_id, started, timeout):
+            if self._finished(status, f"job {job_id}", started, timeout):
                 return status
             await asyncio.sleep(poll)
 
@@ -423,3 +479,36 @@ class AsyncGatewayClient(_Requests):
         except httpx.TransportError as exc:
             raise _unreachable(exc, self.base_url) from exc
         return target
+
+    # ------------------------------------------------------------ a model's life
+
+    async def add_data(self, model: str, file: FileLike, *, filename: Optional[str] = None,
+                       progress: bool = False) -> Dict[str, Any]:
+        return (await self._send(self._add_data(model, file, filename, progress))).json()
+
+    async def retrain(self, model: str) -> Dict[str, Any]:
+        return (await self._send(self._put("/retrain", model=model))).json()
+
+    async def training(self, training_id: int) -> Dict[str, Any]:
+        return (await self._send(self._get(f"/metrics/{training_id}"))).json()
+
+    async def wait_training(self, training_id: int, timeout: float = 1800.0,
+                            poll: float = 2.0) -> Dict[str, Any]:
+        import asyncio
+        import time
+
+        started = time.monotonic()
+        while True:
+            report = await self.training(training_id)
+            if self._finished(report, f"training {training_id}", started, timeout):
+                return report
+            await asyncio.sleep(poll)
+
+    async def deploy(self, training_id: int) -> Dict[str, Any]:
+        return (await self._send(self._post_params(f"/deploy/{training_id}"))).json()
+
+    async def rollback(self, model: str) -> Dict[str, Any]:
+        return (await self._send(self._post_params("/rollback", model=model))).json()
+
+    async def versions(self, model: str) -> List[Dict[str, Any]]:
+        return (await self._send(self._get(f"/models/{model}/versions"))).json()

@@ -367,6 +367,10 @@ def pipeline(ctx: click.Context, model: str, stages, params, tracking_uri: Optio
                + (f": {model} version {result.version} is challenger" if result.version else ""))
 
 
+# The twin of PUT /retrain: the same pipeline, run here.
+main.add_command(pipeline, name="retrain")
+
+
 def _key_values(pairs) -> dict:
     """``KEY=VALUE`` options as a dict, numbers as numbers."""
     found = {}
@@ -538,35 +542,33 @@ def mlserver_config(ctx: click.Context, models, max_batch_size: int, max_batch_t
     click.echo(f"start it with: MLFLOW_TRACKING_URI={uri} mlserver start {out}")
 
 
-@main.command()
-@_batching_options
-@click.option("--mlserver-url", help="Deploy to this MLServer instead of the stack's "
-              "(with --repository).")
-@click.option("--repository", type=click.Path(file_okay=False, path_type=Path),
-              help="The model repository folder that MLServer (--mlserver-url) loads from.")
-@click.option("--target", help="Name the served versions are recorded under [local].")
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
-@click.pass_context
-@_friendly_errors
-def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: float,
-           mlserver_url: Optional[str], repository: Optional[Path], target: Optional[str],
-           tracking_uri: Optional[str]) -> None:
-    """Serve registered versions: load each one, switch to it once it answers, retire the old.
+def _target_options(command: Callable) -> Callable:
+    for option in reversed([
+        click.option("--mlserver-url",
+                     help="Deploy to this MLServer instead of the stack's (with --repository)."),
+        click.option("--repository", type=click.Path(file_okay=False, path_type=Path),
+                     help="The model repository folder that MLServer (--mlserver-url) loads "
+                          "from."),
+        click.option("--target", help="Name the served versions are recorded under [local]."),
+        click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+                     help="MLflow tracking server."),
+    ]):
+        command = option(command)
+    return command
 
-    Without --model: every model that has the alias [champion] (models that lost
-    it are unloaded). With --model: exactly those; other models stay as they are.
-    The old version answers until the new one is ready, so nothing fails meanwhile.
-    """
+
+def _serving(settings: PlatformSettings, mlserver_url: Optional[str], repository: Optional[Path],
+             target: Optional[str], tracking_uri: Optional[str], batching=None):
+    """The serving target named by the flags (else the stack's MLServer)."""
     from mlflow.tracking import MlflowClient
 
-    from mlplatform.mlserver_configs.generator import BatchingOptions, ModelReference
+    from mlplatform.mlserver_configs.generator import BatchingOptions
     from mlplatform.mlserver_configs.serving import Serving, ServingTarget
     from mlplatform.pyfunc_models.conventions import DEFAULT_TARGET
 
     from .stack import StackError, local_target
     from .stack import tracking_uri as resolve_tracking
 
-    settings = _settings(ctx)
     if bool(mlserver_url) != bool(repository):
         raise StackError("--mlserver-url and --repository go together: the server and the "
                          "folder it loads model settings from")
@@ -575,19 +577,123 @@ def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: floa
     if target and not mlserver_url:
         where = ServingTarget(where.url, where.repository, target)
     registry = MlflowClient(tracking_uri=resolve_tracking(settings, tracking_uri))
-    serving = Serving(registry, where, batching=BatchingOptions(max_batch_size, max_batch_time))
-    if models:
+    return Serving(registry, where, batching=batching or BatchingOptions())
+
+
+def _report_outcomes(ctx: click.Context, serving, outcomes) -> None:
+    for outcome in outcomes:
+        served = outcome.ok and outcome.version is not None
+        click.echo(outcome.describe()
+                   + (f"  -> {serving.target.url}/v2/models/{outcome.name}/infer" if served else ""))
+    if any(not outcome.ok for outcome in outcomes):
+        ctx.exit(1)
+
+
+@main.command()
+@_batching_options
+@click.option("--promote", is_flag=True, help="Also make each --model version champion (the "
+              "version served before becomes previous_champion, for `mlplatform rollback`).")
+@_target_options
+@click.pass_context
+@_friendly_errors
+def deploy(ctx: click.Context, models, max_batch_size: int, max_batch_time: float, promote: bool,
+           mlserver_url: Optional[str], repository: Optional[Path], target: Optional[str],
+           tracking_uri: Optional[str]) -> None:
+    """Serve registered versions: load each one, switch to it once it answers, retire the old.
+
+    Without --model: every model that has the alias [champion] (models that lost
+    it are unloaded). With --model: exactly those; other models stay as they are.
+    The old version answers until the new one is ready, so nothing fails meanwhile.
+    """
+    from mlplatform.mlserver_configs.generator import BatchingOptions, ModelReference, resolve
+
+    from .stack import StackError
+
+    settings = _settings(ctx)
+    serving = _serving(settings, mlserver_url, repository, target, tracking_uri,
+                       BatchingOptions(max_batch_size, max_batch_time))
+    if promote and not models:
+        raise StackError("--promote needs --model NAME@ALIAS or NAME/VERSION")
+    if promote:
+        references = [ModelReference.parse(m, settings.alias) for m in models]
+        outcomes = [serving.promote(r.name, resolve(serving.registry, r).version)
+                    for r in references]
+    elif models:
         outcomes = serving.deploy_many(ModelReference.parse(m, settings.alias) for m in models)
     else:
         outcomes = serving.deploy_alias(settings.alias)
     if not outcomes:
         click.echo(f"no model has the alias {settings.alias!r}; run `mlplatform register <model>`")
-    for outcome in outcomes:
-        served = outcome.ok and outcome.version is not None
-        click.echo(outcome.describe()
-                   + (f"  -> {where.url}/v2/models/{outcome.name}/infer" if served else ""))
-    if any(not outcome.ok for outcome in outcomes):
-        ctx.exit(1)
+    _report_outcomes(ctx, serving, outcomes)
+
+
+@main.command()
+@click.argument("model")
+@_target_options
+@click.pass_context
+@_friendly_errors
+def rollback(ctx: click.Context, model: str, mlserver_url: Optional[str],
+             repository: Optional[Path], target: Optional[str],
+             tracking_uri: Optional[str]) -> None:
+    """Serve MODEL's previous champion again (what `deploy --promote` or POST /deploy/<id>
+    replaced); the current one becomes previous_champion, so a second rollback undoes it."""
+    serving = _serving(_settings(ctx), mlserver_url, repository, target, tracking_uri)
+    _report_outcomes(ctx, serving, [serving.rollback(model)])
+
+
+@main.command()
+@click.argument("model")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
+@click.pass_context
+@_friendly_errors
+def history(ctx: click.Context, model: str, tracking_uri: Optional[str]) -> None:
+    """MODEL's versions: aliases, served, pipeline check, created and deployed, metrics."""
+    from mlplatform.gateway.errors import GatewayError
+    from mlplatform.gateway.lifecycle import versions
+    from mlplatform.gateway.settings import GatewaySettings
+
+    from .stack import StackError
+    from .stack import tracking_uri as resolve_tracking
+
+    uri = resolve_tracking(_settings(ctx), tracking_uri)
+    try:
+        rows = versions(GatewaySettings(tracking_uri=uri), model)
+    except GatewayError as exc:
+        raise StackError(exc.detail) from None
+    click.echo(f"{'version':>7}  {'served':6}  {'aliases':28}  {'check':6}  {'created':19}  "
+               f"{'deployed':19}  metrics")
+    for row in rows:
+        metrics = row["metrics"]
+        key = "roc_auc" if "roc_auc" in metrics else "macro_f1" if "macro_f1" in metrics else None
+        shown = f"{key} {metrics[key]:.4f}" if key else ""
+        click.echo(f"{row['version']:>7}  {'yes' if row['served'] else '':6}  "
+                   f"{','.join(row['aliases']):28}  {row['pipeline_status'] or '':6}  "
+                   f"{(row['created_at'] or '')[:19]:19}  {(row['deployed_at'] or '')[:19]:19}  "
+                   f"{shown}")
+
+
+@main.command("add-data")
+@click.argument("model")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+@_friendly_errors
+def add_data(ctx: click.Context, model: str, file: Path) -> None:
+    """Append the labelled rows of FILE (CSV: features + label column) to MODEL's training
+    data in the feature store; every row valid, or nothing is written."""
+    from mlplatform.gateway.errors import GatewayError
+    from mlplatform.gateway.lifecycle import add_data as add
+    from mlplatform.gateway.settings import GatewaySettings
+
+    from .stack import StackError
+
+    settings = _settings(ctx)
+    try:
+        batch = add(GatewaySettings(feature_store_url=settings.feature_store_url), model,
+                    file.read_bytes(), file.name)
+    except GatewayError as exc:
+        raise StackError(exc.detail) from None
+    click.echo(f"batch {batch['batch_id']}: {batch['rows']} rows added to {batch['dataset']} "
+               f"({batch['dataset_rows']} rows now)")
 
 
 @main.command()

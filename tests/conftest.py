@@ -6,6 +6,8 @@
 * ``stack``: the real ``mlplatform up`` (MLflow tracking server with S3
   artifacts + ``mlserver start`` + the gateway), stopped with ``mlplatform down``.
 * ``served``: the stack with the catalog's models registered and deployed.
+* ``postgres``: a throw-away PostgreSQL server (Debian's ``postgresql``), for the
+  feature store and the job store on a real server database.
 
 Tiers: a test that uses any of these fixtures is marked ``stack`` (and the web
 page tests ``browser``); every other test is ``unit`` (``make test-fast``).
@@ -25,6 +27,7 @@ from tests.support import (
     S3_SECRET,
     SERVED_MODELS,
     S3Server,
+    Postgres,
     Stack,
     assert_all_gone,
     recorded_pids,
@@ -33,7 +36,7 @@ from tests.support import (
     wait_for_http,
 )
 
-STACK_FIXTURES = {"s3_server", "stack", "served"}
+STACK_FIXTURES = {"s3_server", "stack", "served", "postgres"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -67,6 +70,15 @@ def s3_server(tmp_path_factory):
         yield S3Server(endpoint, kind)
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    server = Postgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Tuple
 
 import psutil
 import requests
@@ -155,3 +156,80 @@ def start_gateway(tmp_path, mlserver_url: str, timeout: float = 2.0, s3: S3Serve
     url = f"http://127.0.0.1:{port}"
     wait_for_http(url + "/health", timeout=60, require_ok=True)
     return process, url
+
+
+class Postgres:
+    """A throw-away PostgreSQL server (Debian's initdb + pg_ctl) on a free port, in a
+    temporary folder; run as the ``postgres`` user when the suite runs as root
+    (initdb refuses root)."""
+
+    def __init__(self):
+        import glob
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not found:
+            raise RuntimeError("no PostgreSQL server binaries: run scripts/ensure_postgresql.sh")
+        self.bin = Path(found[-1]).parent
+        self.folder = Path(tempfile.mkdtemp(prefix="mlplatform-pg-"))
+        self.port = free_port()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            import shutil
+
+            shutil.chown(self.folder, "postgres", "postgres")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://mlplatform@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self.as_user, *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> "Postgres":
+        data = self.folder / "data"
+        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "mlplatform", "--auth=trust",
+                  "-E", "UTF8")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "log"),
+                  "-w", "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1",
+                  "start")
+        return self
+
+    def stop(self) -> None:
+        import shutil
+
+        try:
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast",
+                      "-w", "stop")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Traffic:
+    """Calls (``/forward`` of echo by default) in a loop on a thread until stopped: every
+    status and model version seen."""
+
+    def __init__(self, url: str, limit_seconds: float = 300.0, path: str = "/forward",
+                 body: Any = None):
+        self.url, self.limit = url + path, limit_seconds
+        self.body = {"a": 10} if body is None else body
+        self.seen: List[Tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit  # bounded even if stop() is never called
+        with requests.Session() as session:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                response = session.post(self.url, json=self.body, timeout=30)
+                self.seen.append((response.status_code, response.headers.get("x-model-version")))
+
+    def __enter__(self) -> "Traffic":
+        self._thread.start()
+        while not self.seen:  # at least one answer before the action under test
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()

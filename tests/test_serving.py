@@ -6,44 +6,17 @@ retires the old one.  Traffic runs through the gateway the whole time.
 """
 from __future__ import annotations
 
-import threading
-import time
-from typing import List, Tuple
+from typing import Tuple
 
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
+from tests.support import Traffic
+
 pytestmark = pytest.mark.stack
 
 SERVED_TAG = "mlplatform.served.local"
-
-
-class Traffic:
-    """/forward calls in a loop on a thread until stopped: every status and version seen."""
-
-    def __init__(self, url: str, limit_seconds: float = 300.0):
-        self.url, self.limit = url + "/forward", limit_seconds
-        self.seen: List[Tuple[int, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.limit  # bounded even if stop() is never called
-        with requests.Session() as session:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                response = session.post(self.url, json={"a": 10}, timeout=30)
-                self.seen.append((response.status_code, response.headers.get("x-model-version")))
-
-    def __enter__(self) -> "Traffic":
-        self._thread.start()
-        while not self.seen:  # at least one answer before the action under test
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _answer(stack) -> Tuple[int, str, dict]:
