@@ -35,8 +35,8 @@ down:
 ## fails if the suite left any untracked or modified file in the checkout.
 test: $(STAMP)
 	$(BIN)/flake8 .
-	bash scripts/ensure_chromium.sh
-	bash scripts/ensure_postgresql.sh
+	bash scripts/ensure_package.sh chromium command -v chromium
+	bash scripts/ensure_package.sh postgresql sh -c 'ls /usr/lib/postgresql/*/bin/pg_ctl'
 	@git status --porcelain --ignored > $(VENV)/.status-before 2>/dev/null || true
 	$(BIN)/python -m pytest -p no:cacheprovider
 	@bash scripts/check_clean.sh $(VENV)/.status-before

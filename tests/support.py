@@ -169,7 +169,8 @@ class Postgres:
 
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not found:
-            raise RuntimeError("no PostgreSQL server binaries: run scripts/ensure_postgresql.sh")
+            raise RuntimeError("no PostgreSQL server binaries: `make test` installs them "
+                               "(scripts/ensure_package.sh)")
         self.bin = Path(found[-1]).parent
         self.folder = Path(tempfile.mkdtemp(prefix="mlplatform-pg-"))
         self.port = free_port()

@@ -20,7 +20,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 def browser():
     if shutil.which("chromium") is None:
         pytest.fail("Debian's chromium is not installed: `make test` installs it "
-                    "(scripts/ensure_chromium.sh)")
+                    "(scripts/ensure_package.sh)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
