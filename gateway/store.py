@@ -257,3 +257,10 @@ class Store:
         """The run and version ids as the pipeline learns them."""
         with Session(self.engine) as session, session.begin():
             session.execute(update(Training).where(Training.job_id == job_id).values(**values))
+
+    def trainings_by_version(self, model: str) -> dict:
+        """Version -> the id of the training that registered it (the latest, if retried)."""
+        with Session(self.engine) as session:
+            rows = session.execute(select(Training.version, Training.id).where(
+                Training.model == model, Training.version.is_not(None)).order_by(Training.id))
+            return {version: training_id for version, training_id in rows}

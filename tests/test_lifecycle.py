@@ -181,3 +181,35 @@ def test_a_model_that_trains_but_does_not_serve_fails_the_pipeline(served, monke
     aliases = registry.get_registered_model("fraud").aliases
     assert aliases.get("challenger") != broken
     assert challenger_before != broken
+
+
+@pytest.mark.browser
+def test_models_tab_shows_versions_plots_and_deploys_and_rolls_back(served, gateway, token,
+                                                                    browser):
+    """After the flow above: a retrained version that is not served, with its training."""
+    rows = {row["version"]: row for row in gateway.versions("fraud")}
+    retrained = next(v for v, row in rows.items() if row["training_id"] and not row["served"]
+                     and row["pipeline_status"] == "passed")
+    served_now = next(v for v, row in rows.items() if row["served"])
+    page = browser.new_page()
+    page.goto(served.gateway_url + "/")
+    page.click("#tab-models")
+    page.wait_for_selector("#lifecycle-model option[value=fraud]", state="attached")
+    page.select_option("#lifecycle-model", "fraud")
+    page.fill("#token", token)
+    page.dispatch_event("#token", "change")
+    row = f"#versions tr[data-version='{retrained}']"
+    page.wait_for_selector(f"{row} button.deploy")
+    page.click(f"{row} button:has-text('Plots')")
+    page.wait_for_function("document.querySelectorAll('#plots img').length === 5")
+    page.wait_for_function("[...document.querySelectorAll('#plots img')].every("
+                           "i => i.complete && i.naturalWidth > 100)")
+    page.click(f"{row} button.deploy")
+    page.wait_for_function(f"document.getElementById('lifecycle-status').textContent"
+                           f".startsWith('fraud version {retrained}:')", timeout=120_000)
+    assert answered_by(served) == retrained
+    page.click("#rollback")
+    page.wait_for_function(f"document.getElementById('lifecycle-status').textContent"
+                           f".startsWith('fraud version {served_now}:')", timeout=120_000)
+    assert answered_by(served) == served_now
+    page.close()

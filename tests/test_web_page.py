@@ -3,30 +3,12 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
 
 import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if shutil.which("chromium") is None:
-        pytest.fail("Debian's chromium is not installed: `make test` installs it "
-                    "(scripts/ensure_package.sh)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
 
 
 def test_upload_an_image_and_see_the_quantised_image(served, browser, tmp_path):

@@ -97,8 +97,10 @@ def router(settings: GatewaySettings) -> APIRouter:
 
     @routes.get("/models/{name}/versions", summary="Versions with aliases, runs, metrics, "
                 "created and deployed times")
-    async def versions(name: str, group: str = Depends(token_group)) -> Any:
-        return await asyncio.to_thread(lifecycle.versions, settings, name)
+    async def versions(request: Request, name: str, group: str = Depends(token_group)) -> Any:
+        rows = await asyncio.to_thread(lifecycle.versions, settings, name)
+        trained = await asyncio.to_thread(gateway_of(request).store.trainings_by_version, name)
+        return [{**row, "training_id": trained.get(row["version"])} for row in rows]
 
     return routes
 
