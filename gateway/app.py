@@ -22,6 +22,7 @@ from .context import Gateway, gateway_of
 from .directory import ModelDirectory
 from .errors import install
 from .files import JobFiles
+from .follower import AliasFollower
 from .limits import BodySizeLimit
 from .registry import RegistryReader
 from .request_id import RequestIdMiddleware, configure_logging
@@ -65,6 +66,8 @@ def create_app(settings: Optional[GatewaySettings] = None,
         shared = app.state.gateway = gateway or build(settings)
         shared.worker = JobWorker(shared.store, settings)
         await shared.worker.start()
+        shared.follower = AliasFollower(shared)
+        await shared.follower.start()
         # Everything loaded so far (FastAPI, pandas, numpy, ...) lives as long as the
         # process: keep it out of the cyclic GC's scans, which otherwise walk it on every
         # full collection (docs/benchmarks.md: gateway CPU per request).
@@ -73,6 +76,7 @@ def create_app(settings: Optional[GatewaySettings] = None,
         try:
             yield
         finally:
+            await shared.follower.stop()
             await shared.worker.stop()
             await shared.upstream.close()
             await shared.registry.close()

@@ -6,7 +6,9 @@ of the gateway's own time per call (py-spy), so those routes take none.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from fastapi import Request
@@ -34,8 +36,11 @@ class Gateway:
     store: "Store"
     files: "JobFiles"
     worker: Optional["JobWorker"] = None
+    follower: Any = None          # follower.AliasFollower, started with the app
     # OpenAPI examples per (model, version), filled on the first /openapi.json.
     examples: Optional[Dict[Any, Any]] = None
+    # One switch of what is served at a time per model (deploy, rollback, alias following).
+    switching: Dict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
 
 def gateway_of(request: Request) -> Gateway:

@@ -162,7 +162,7 @@ def deployable_version(settings: GatewaySettings, training, job) -> str:
 
 # ---------------------------------------------------------------- serving
 
-def _serving(settings: GatewaySettings):
+def serving_of(settings: GatewaySettings):
     from mlplatform.mlserver_configs.serving import Serving, ServingTarget
 
     if not settings.mlserver_repository:
@@ -173,13 +173,13 @@ def _serving(settings: GatewaySettings):
 
 
 def promote(settings: GatewaySettings, model: str, version: str) -> Dict[str, Any]:
-    outcome = _serving(settings).promote(model, version)
+    outcome = serving_of(settings).promote(model, version)
     return _answer(outcome)
 
 
 def rollback(settings: GatewaySettings, model: str) -> Dict[str, Any]:
     _registry_call(f"model {model!r}", lambda: _client(settings).get_registered_model(model))
-    outcome = _serving(settings).rollback(model)
+    outcome = serving_of(settings).rollback(model)
     if not outcome.ok and outcome.version is None:
         raise Conflict(outcome.message)
     return _answer(outcome)

@@ -59,6 +59,10 @@ class GatewaySettings(BaseSettings):
     # The model repository folder MLServer loads from (set by `mlplatform up`): the
     # deploy and rollback routes write model settings there (mlserver_configs.serving).
     mlserver_repository: str = ""
+    # Serve what this alias points to within this many seconds of a move made anywhere
+    # (the MLflow UI, MlflowClient); 0 turns it off (follower.py).
+    alias_poll: float = 10.0
+    follow_alias: str = CHAMPION
     job_timeout: float = 3600.0                  # seconds one job may run
     # Seconds a gateway's claim on a running job holds without a heartbeat (renewed every
     # third of it): how long a job of a gateway that died waits before another takes it.

@@ -19,12 +19,21 @@ Deploying ``NAME@ALIAS`` (or ``NAME/VERSION``) to it:
 If the new version fails to load, its folder is removed, nothing is recorded
 and the old version goes on serving; the outcome carries MLServer's reason.
 
-Moving an alias (``mlplatform register``, the MLflow UI, a retraining job)
-therefore never changes what is served; ``deploy`` does, and only once the new
-version answers.
+Changes to one target are serialised by a lock file in its repository folder, so
+the CLI, a gateway route and the gateway's alias follower never interleave two
+deploys (each would retire what the other just loaded).
+
+Moving an alias (``mlplatform register``, the MLflow UI, a retraining job) does
+not change what is served by itself; ``deploy`` does, and only once the new
+version answers.  A running gateway *follows* the ``champion`` alias
+(``gateway/follower.py``): within ``ALIAS_POLL`` seconds of a move it deploys
+the new champion through this module, the same zero-failure way.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -80,8 +89,22 @@ class DeployOutcome:
         return f"{where}: {self.message}"
 
 
+LOCK_FILE = ".mlplatform-deploy.lock"
+
+
+def _exclusive(method):
+    """Hold the target's lock file for the call (re-entrant: promote calls deploy)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock():
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class Serving:
     """Deploy, restore and retire models on one serving target."""
+
+    _depth = 0
 
     def __init__(self, registry: "MlflowClient", target: ServingTarget, *,
                  batching: BatchingOptions = BatchingOptions(), ready_timeout: float = 120.0,
@@ -91,6 +114,25 @@ class Serving:
         self.batching = batching
         self.ready_timeout = ready_timeout
         self.server = transport or V2Transport(target.url, timeout=(5.0, 30.0))
+
+    @contextlib.contextmanager
+    def _lock(self):
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.target.repository.mkdir(parents=True, exist_ok=True)
+        with open(self.target.repository / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # waits for a deploy in another process
+            self._depth = 1
+            try:
+                yield
+            finally:
+                self._depth = 0
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # ------------------------------------------------------------ what is served
 
@@ -126,6 +168,7 @@ class Serving:
 
     # ------------------------------------------------------------ deploy
 
+    @_exclusive
     def deploy(self, reference: ModelReference) -> DeployOutcome:
         """Serve the version ``reference`` resolves to; the old one answers until it does."""
         try:
@@ -159,6 +202,7 @@ class Serving:
                 message += f"; retiring version(s) {', '.join(retired)} failed: {failure}"
         return DeployOutcome(model.name, model.version, True, message, previous)
 
+    @_exclusive
     def promote(self, name: str, version: str) -> DeployOutcome:
         """Serve ``version`` (as ``deploy``) and make it ``champion``; the version served
         before becomes ``previous_champion``, what ``rollback`` brings back.  Aliases move
@@ -171,6 +215,7 @@ class Serving:
         self.registry.set_registered_model_alias(name, CHAMPION, outcome.version)
         return outcome
 
+    @_exclusive
     def rollback(self, name: str) -> DeployOutcome:
         """Bring back the version served before the last ``promote`` (its alias
         ``previous_champion``); rolling back twice returns to where it started."""
@@ -201,6 +246,7 @@ class Serving:
             raise ConfigError(f"model(s) named more than once: {', '.join(duplicated)}")
         return [self.deploy(reference) for reference in references]
 
+    @_exclusive
     def undeploy(self, name: str) -> DeployOutcome:
         for path in self.versions_on_disk(name).values():
             self._remove(path)
@@ -211,6 +257,7 @@ class Serving:
         self._forget(name)
         return DeployOutcome(name, None, True, "unloaded")
 
+    @_exclusive
     def restore(self) -> List[DeployOutcome]:
         """Load what the repository folder holds (after the server restarted)."""
         outcomes = []

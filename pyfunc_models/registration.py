@@ -11,8 +11,9 @@ What lands in MLflow for each registration:
 * a new registered model version, tagged with the code fingerprint and the
   wire formats, and an alias pointed at it: ``champion`` for a model's first
   version, ``challenger`` once a champion exists (unless an alias is named).
-  Registering never changes what is served: ``mlserver_configs.serving``
-  (``mlplatform deploy``) does that, and only once the new version answers.
+  Registering never changes what is served by itself: ``mlserver_configs.serving``
+  (``mlplatform deploy``, or the gateway following a moved ``champion``) does
+  that, and only once the new version answers.
 
 The model's classes come from the *installed* ``pyfunc_models`` (the platform
 runtime, like ``mlserver_mlflow``), not from a copy logged with ``code_paths``:

@@ -6,13 +6,14 @@ retires the old one.  Traffic runs through the gateway the whole time.
 """
 from __future__ import annotations
 
+import time
 from typing import Tuple
 
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from tests.support import Traffic
+from tests.support import Traffic, start_gateway, stop
 
 pytestmark = pytest.mark.stack
 
@@ -66,7 +67,8 @@ def test_register_with_a_champion_sets_challenger(served, registry):
         "detail"]
 
 
-def test_moving_the_alias_outside_the_toolkit_changes_nothing_served(served, registry):
+def test_with_following_off_moving_the_alias_changes_nothing_served(served, registry):
+    """The stack's gateway runs with ALIAS_POLL=0 (tests/support.py)."""
     served_now = registry.get_registered_model("echo").tags[SERVED_TAG]
     versions = [v.version for v in registry.search_model_versions("name='echo'")]
     other = next(v for v in versions if v != served_now)
@@ -75,6 +77,35 @@ def test_moving_the_alias_outside_the_toolkit_changes_nothing_served(served, reg
         assert _answer(served)[:2] == (200, served_now)
     finally:
         registry.set_registered_model_alias("echo", "champion", served_now)
+
+
+def test_champion_moved_in_the_registry_is_served_within_the_poll_interval(served, registry,
+                                                                           tmp_path):
+    """A gateway following the champion alias (ALIAS_POLL=1): moved with MlflowClient, as
+    the MLflow UI does, the new version is served with no failed request, and back."""
+    served_now = registry.get_registered_model("echo").tags[SERVED_TAG]
+    other = next(v.version for v in registry.search_model_versions("name='echo'")
+                 if v.version != served_now)
+    process, _ = start_gateway(tmp_path, served.mlserver_url, timeout=20, s3=served.s3,
+                               tracking_uri=served.mlflow_url, alias_poll="1",
+                               mlserver_repository=str(served.state_dir / "mlserver"))
+    try:
+        for target in (other, served_now):
+            with Traffic(served.gateway_url) as during:
+                registry.set_registered_model_alias("echo", "champion", target)
+                wait_until_served(registry, "echo", target)
+            assert {status for status, _ in during.seen} == {200}, during.seen
+            assert _answer(served)[:2] == (200, target)
+    finally:
+        stop(process)
+        registry.set_registered_model_alias("echo", "champion", served_now)
+
+
+def wait_until_served(registry, name: str, version: str, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit  # a bound for a hung follower, not a measurement
+    while registry.get_registered_model(name).tags.get(SERVED_TAG) != version:
+        assert time.monotonic() < deadline, f"{name} version {version} never served"
+        time.sleep(0.5)
 
 
 def test_a_version_that_fails_to_load_leaves_the_served_one(served, registry):

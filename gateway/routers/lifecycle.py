@@ -4,8 +4,7 @@ training is visible only to its token's group.  The work is in ``lifecycle.py``.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from typing import Any, Dict
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -21,8 +20,6 @@ MODEL = Query(..., description="The registered model, e.g. fraud", min_length=1)
 
 def router(settings: GatewaySettings) -> APIRouter:
     routes = APIRouter(tags=["lifecycle"])
-    # One switch at a time per model: two deploys racing would each retire the other.
-    switching: Dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @routes.put("/add_data", summary="Append labelled rows (CSV, as for /evaluate) to the "
                 "model's training data; all rows valid or nothing written",
@@ -81,7 +78,7 @@ def router(settings: GatewaySettings) -> APIRouter:
                      group: str = Depends(token_group)) -> Any:
         training, job = await own_training(request, training_id, group)
         version = await asyncio.to_thread(lifecycle.deployable_version, settings, training, job)
-        async with switching[training.model]:
+        async with gateway_of(request).switching[training.model]:
             answer = await asyncio.to_thread(lifecycle.promote, settings, training.model,
                                              version)
         gateway_of(request).directory.forget(training.model)
@@ -90,7 +87,7 @@ def router(settings: GatewaySettings) -> APIRouter:
     @routes.post("/rollback", summary="Serve the previous champion again")
     async def rollback(request: Request, model: str = MODEL,
                        group: str = Depends(token_group)) -> Any:
-        async with switching[model]:
+        async with gateway_of(request).switching[model]:
             answer = await asyncio.to_thread(lifecycle.rollback, settings, model)
         gateway_of(request).directory.forget(model)
         return answer

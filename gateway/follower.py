@@ -1,0 +1,80 @@
+"""Aliases moved anywhere (the MLflow UI, ``MlflowClient.set_registered_model_alias``,
+``mlplatform register --alias champion``) are served within ``ALIAS_POLL`` seconds.
+
+Every ``alias_poll`` seconds the gateway reads, for each model it has a served
+record of, where ``follow_alias`` (``champion``) points; when that is another
+version, it deploys it the zero-failure way (``mlserver_configs.serving``: load
+beside, switch once it answers, retire the old).  Models never deployed by the
+toolkit are left alone; a version that fails to load is logged and not tried
+again until the alias moves.  ``alias_poll = 0`` turns following off.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Optional, Set, Tuple
+
+from mlplatform.pyfunc_models.conventions import ModelReference
+
+from .context import Gateway
+from .registry import RegistryUnavailable
+
+log = logging.getLogger("mlplatform.gateway")
+
+
+class AliasFollower:
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.refused: Set[Tuple[str, str]] = set()
+        self.task: Optional[asyncio.Task] = None
+
+    async def start(self) -> None:
+        if self.settings.alias_poll > 0 and self.settings.mlserver_repository:
+            self.task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alias_poll)
+            try:
+                await self.follow()
+            except Exception:  # never let one bad round stop following
+                log.exception("following the %s alias failed this round",
+                              self.settings.follow_alias)
+
+    async def follow(self) -> None:
+        directory = self.gateway.directory
+        for name in await directory.served_names():
+            try:
+                record = await self.gateway.registry.model(name)
+            except RegistryUnavailable:
+                return  # MLflow down: nothing to follow, the served versions go on
+            if record is None or record.served is None:
+                continue
+            wanted = record.aliases.get(self.settings.follow_alias)
+            if not wanted or wanted == record.served or (name, wanted) in self.refused:
+                continue
+            await self._deploy(name, wanted, record.served)
+
+    async def _deploy(self, name: str, version: str, served: str) -> None:
+        from .lifecycle import serving_of
+
+        log.info("%s@%s moved to version %s (served: %s): deploying it", name,
+                 self.settings.follow_alias, version, served)
+        async with self.gateway.switching[name]:
+            serving = serving_of(self.settings)
+            outcome = await asyncio.to_thread(serving.deploy, ModelReference(name, version=version))
+        self.gateway.directory.forget(name)
+        if outcome.ok:
+            log.info("%s", outcome.describe())
+        else:
+            self.refused.add((name, version))
+            log.warning("%s@%s -> version %s not deployed: %s", name, self.settings.follow_alias,
+                        version, outcome.message)
