@@ -28,6 +28,7 @@ from .registry import RegistryReader
 from .request_id import RequestIdMiddleware, configure_logging
 from .routers import inference, jobs, lifecycle, models, service
 from .settings import GatewaySettings
+from .splitting import Shadowing
 from .store import Store
 from .upstream import V2Upstream
 
@@ -51,7 +52,8 @@ def build(settings: GatewaySettings, upstream: Optional[V2Upstream] = None,
     return Gateway(settings=settings, upstream=upstream, tables=tables, registry=registry,
                    directory=ModelDirectory(upstream, registry, settings.registry_ttl),
                    coalescer=Coalescer(max_batch=max(1, settings.coalesce_max_batch)),
-                   store=Store(settings.database_url), files=JobFiles(settings.jobs_storage))
+                   store=Store(settings.database_url), files=JobFiles(settings.jobs_storage),
+                   shadowing=Shadowing(settings.shadow_max_in_flight))
 
 
 def create_app(settings: Optional[GatewaySettings] = None,

@@ -37,6 +37,7 @@ class Gateway:
     files: "JobFiles"
     worker: Optional["JobWorker"] = None
     follower: Any = None          # follower.AliasFollower, started with the app
+    shadowing: Any = None         # splitting.Shadowing: shadow copies and their statistics
     # OpenAPI examples per (model, version), filled on the first /openapi.json.
     examples: Optional[Dict[Any, Any]] = None
     # One switch of what is served at a time per model (deploy, rollback, alias following).

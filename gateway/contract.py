@@ -129,6 +129,9 @@ ROUTES: Tuple[Route, ...] = (
         Outcome(400, "no `?model=`"), TOKEN, Outcome(404, "no such registered model"),
         Outcome(409, "no previous champion to go back to"),
         Outcome(502, "as `/deploy/{training_id}`"), Outcome(503, "as `/deploy/{training_id}`"))),
+    Route("GET", "/models/{name}/shadow", (
+        CLOSED, Outcome(404, "no shadow calls for this model through this gateway (since it "
+                             "started)"))),
     Route("GET", "/models/{name}/versions", (
         TOKEN, Outcome(404, "no such registered model"),
         Outcome(503, "the registry cannot be read"))),

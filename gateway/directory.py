@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple
 
-from mlplatform.pyfunc_models.conventions import ModelReference, ModelReferenceError
+from mlplatform.pyfunc_models.conventions import ModelReference, ModelReferenceError, RouteRule
 
 from .errors import BadRequest, Unavailable
 from .registry import RegisteredModel, RegistryReader, RegistryUnavailable, VersionFormats
@@ -111,6 +111,11 @@ class ModelDirectory:
                               f"{', '.join(sorted(v or '-' for v in versions))}); run "
                               f"`mlplatform deploy --model {wanted}` to serve it")
         return await self._served(wanted, version)
+
+    async def rule(self, name: str) -> Optional[RouteRule]:
+        """The model's canary or shadow rule, from its cached registry record."""
+        record = await self._record(name)
+        return record.route if record is not None else None
 
     async def _served(self, wanted: ModelReference, version: Optional[str]) -> ServedModel:
         formats = await self._formats_of(wanted.name, version)

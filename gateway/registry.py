@@ -23,6 +23,8 @@ from mlplatform.pyfunc_models.conventions import (
     INPUT_FORMAT_TAG,
     OUTPUT_FORMAT_TAG,
     PARAMS_TAG,
+    RouteRule,
+    route_tag,
     served_tag,
 )
 
@@ -41,6 +43,7 @@ class RegisteredModel:
     name: str
     served: Optional[str]                       # the version the target serves, if recorded
     aliases: Dict[str, str] = field(default_factory=dict)
+    route: Optional[RouteRule] = None          # canary or shadow beside the served version
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class RegistryReader:
         # The same pooled async HTTP as the V2 upstream; only the paths differ.
         self.http = AsyncV2Transport(tracking_uri, timeout=timeout, connections=8)
         self.tag = served_tag(target)
+        self.route_tag = route_tag(target)
 
     async def close(self) -> None:
         await self.http.close()
@@ -69,7 +73,8 @@ class RegistryReader:
         found = body.get("registered_model") or {}
         tags = {t.get("key"): t.get("value") for t in found.get("tags") or []}
         aliases = {a.get("alias"): str(a.get("version")) for a in found.get("aliases") or []}
-        return RegisteredModel(name, tags.get(self.tag), aliases)
+        return RegisteredModel(name, tags.get(self.tag), aliases,
+                               RouteRule.from_json(tags.get(self.route_tag)))
 
     async def formats(self, name: str, version: str) -> Optional[VersionFormats]:
         """How to talk to a version (its registration tags); None if there is no such version."""

@@ -13,12 +13,15 @@ served now, so a switch costs callers nothing.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Dict, List, Tuple, TypeVar
+import dataclasses
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import pandas as pd
 import orjson
 from fastapi.responses import ORJSONResponse, Response
 
+from mlplatform.pyfunc_models.conventions import SHADOW, RouteRule
 from mlplatform.pyfunc_models.table import encode_frame
 from mlplatform.pyfunc_models.wire import (
     WireFormatError,
@@ -31,7 +34,8 @@ from mlplatform.pyfunc_models.wire import (
 from . import batch
 from .context import Gateway
 from .directory import ServedModel
-from .errors import ModelFailed, NotLoaded
+from .errors import GatewayError, ModelFailed, NotLoaded
+from .splitting import takes_canary
 from .request_id import current_request_id
 from .table import infer_in_parts, table_answers
 
@@ -131,6 +135,44 @@ async def infer(gateway: Gateway, served: ServedModel, body: Dict[str, Any]) -> 
     if len(answers) != expected:
         raise ModelFailed(f"the model answered {len(answers)} items for {expected} inputs")
     return answers
+
+
+async def routed(gateway: Gateway, served: ServedModel,
+                 key: Optional[str]) -> Tuple[ServedModel, Optional[RouteRule]]:
+    """For a call naming the model alone: its canary when the rule picks it (``key``: the
+    call's canary key), and the shadow rule to copy the call to (``splitting.py``)."""
+    if served.pinned:
+        return served, None
+    rule = await gateway.directory.rule(served.name)
+    if rule is None:
+        return served, None
+    if rule.mode == SHADOW:
+        return served, rule
+    if takes_canary(rule, key):
+        try:
+            canary = await gateway.directory.resolve(f"{served.name}/{rule.version}")
+        except GatewayError:  # the canary was just retired: the served version answers
+            return served, None
+        # Not pinned: retired mid-call, it is re-routed to the served version like any call.
+        return dataclasses.replace(canary, pinned=False), None
+    return served, None
+
+
+async def score_with_shadow(gateway: Gateway, served: ServedModel, document: Any,
+                            shadow: Optional[RouteRule]) -> Tuple[Any, ServedModel]:
+    """``score_document``; with a shadow rule, the same document goes to the shadow version
+    after the answer, in the background."""
+    if shadow is None:
+        return await score_document(gateway, served, document)
+    started = time.perf_counter()
+    answer, served = await score_document(gateway, served, document)
+
+    async def copy() -> Any:
+        other = await gateway.directory.resolve(f"{served.name}/{shadow.version}")
+        return (await score_document(gateway, other, document))[0]
+
+    gateway.shadowing.send(served.name, shadow, answer, time.perf_counter() - started, copy)
+    return answer, served
 
 
 def shaped(served: ServedModel, answer: Any) -> Any:

@@ -62,6 +62,10 @@ class GatewaySettings(BaseSettings):
     # Serve what this alias points to within this many seconds of a move made anywhere
     # (the MLflow UI, MlflowClient); 0 turns it off (follower.py).
     alias_poll: float = 10.0
+    # Canary: a call carrying this header goes to the same side for the same value.
+    canary_key_header: str = "X-Canary-Key"
+    # Shadow copies pending at most; beyond, a copy is dropped (and counted), never queued.
+    shadow_max_in_flight: int = 64
     follow_alias: str = CHAMPION
     job_timeout: float = 3600.0                  # seconds one job may run
     # Seconds a gateway's claim on a running job holds without a heartbeat (renewed every

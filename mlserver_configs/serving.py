@@ -47,7 +47,9 @@ from mlplatform.pyfunc_models.conventions import (
     DEFAULT_TARGET,
     PREVIOUS_CHAMPION,
     ModelReference,
+    RouteRule,
     deployed_tag,
+    route_tag,
     served_tag,
 )
 
@@ -192,6 +194,7 @@ class Serving:
                                  previous)
         self._record(model)
         retired = [version for version in before if version != model.version]
+        self._drop_route_to(model.name, retired + [model.version])
         for version in retired:
             self._remove(before[version])
         message = "serving" + (f" (was version {previous})" if previous and previous != model.version
@@ -214,6 +217,61 @@ class Serving:
             self.registry.set_registered_model_alias(name, PREVIOUS_CHAMPION, outcome.previous)
         self.registry.set_registered_model_alias(name, CHAMPION, outcome.version)
         return outcome
+
+    @_exclusive
+    def route(self, name: str, mode: str, alias: str, percent: float = 0.0) -> DeployOutcome:
+        """Load the version ``alias`` points to *beside* the served one (nothing switches)
+        and record the canary or shadow rule the gateway applies to calls to ``name``."""
+        from mlflow.exceptions import MlflowException
+
+        served = self.served_version(name)
+        if served is None:
+            return DeployOutcome(name, None, False, f"{name} is not served here: deploy it first")
+        try:
+            version = self.registry.get_model_version_by_alias(name, alias).version
+        except MlflowException:
+            return DeployOutcome(name, None, False, f"{name} has no alias {alias!r}")
+        if version == served:
+            return DeployOutcome(name, version, False, f"{name}@{alias} is version {version}, "
+                                 "the served one: nothing to compare it with")
+        failure = self._load_beside(name, version)
+        if failure:
+            return DeployOutcome(name, version, False, f"not loaded, nothing changed: {failure}",
+                                 served)
+        rule = RouteRule(mode, alias, version, percent)
+        self.registry.set_registered_model_tag(name, route_tag(self.target.name), rule.to_json())
+        return DeployOutcome(name, version, True, rule.describe() + f"; {served} still served",
+                             served)
+
+    @_exclusive
+    def clear_route(self, name: str) -> DeployOutcome:
+        """Drop the canary or shadow rule and unload every version but the served one."""
+        from mlflow.exceptions import MlflowException
+
+        with contextlib.suppress(MlflowException):
+            self.registry.delete_registered_model_tag(name, route_tag(self.target.name))
+        served = self.served_version(name)
+        extra = {v: p for v, p in self.versions_on_disk(name).items() if v != served}
+        for path in extra.values():
+            self._remove(path)
+        failure = self._load(name) if extra else None
+        message = (f"no canary or shadow; unloaded version(s) {', '.join(extra)}" if extra
+                   else "no canary or shadow")
+        return DeployOutcome(name, served, failure is None, failure or message)
+
+    def _load_beside(self, name: str, version: str) -> Optional[str]:
+        try:
+            model = resolve(self.registry, ModelReference(name, version=version))
+        except ConfigError as exc:
+            return str(exc)
+        before = self.versions_on_disk(name)
+        path = self._settings_path(model)
+        write_json(path, model_settings_document(model, self.batching))
+        failure = self._load(name) or self._wait_ready(model)
+        if failure and version not in before:
+            self._remove(path)
+            self._load(name)
+        return failure
 
     @_exclusive
     def rollback(self, name: str) -> DeployOutcome:
@@ -297,6 +355,18 @@ class Serving:
         self.registry.set_model_version_tag(model.name, model.version,
                                             deployed_tag(self.target.name),
                                             datetime.now(timezone.utc).isoformat())
+
+    def _drop_route_to(self, name: str, versions: List[str]) -> None:
+        """A canary or shadow rule whose version is now served or retired ends with it."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.registry.get_registered_model(name).tags or {}
+        except MlflowException:
+            return
+        rule = RouteRule.from_json(tags.get(route_tag(self.target.name)))
+        if rule is not None and rule.version in versions:
+            self.registry.delete_registered_model_tag(name, route_tag(self.target.name))
 
     def _forget(self, name: str) -> None:
         from mlflow.exceptions import MlflowException

@@ -42,6 +42,49 @@ def served_tag(target: str = DEFAULT_TARGET) -> str:
     return SERVED_TAG_PREFIX + target
 
 
+def route_tag(target: str = DEFAULT_TARGET) -> str:
+    """The registered-model tag holding its canary or shadow rule on ``target`` (JSON)."""
+    return "mlplatform.route." + target
+
+
+CANARY, SHADOW = "canary", "shadow"
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """Besides the served version, a second one: ``canary`` answers ``percent`` % of the
+    calls to NAME; ``shadow`` gets a copy of each call, its answer only compared."""
+
+    mode: str
+    alias: str
+    version: str
+    percent: float = 0.0
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps({"mode": self.mode, "alias": self.alias, "version": self.version,
+                           "percent": self.percent})
+
+    @classmethod
+    def from_json(cls, text: Optional[str]) -> Optional["RouteRule"]:
+        import json
+
+        if not text:
+            return None
+        try:
+            found = json.loads(text)
+            return cls(str(found["mode"]), str(found["alias"]), str(found["version"]),
+                       float(found.get("percent", 0.0)))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def describe(self) -> str:
+        if self.mode == CANARY:
+            return f"canary {self.alias} (version {self.version}) takes {self.percent:g} %"
+        return f"shadow {self.alias} (version {self.version}) gets a copy of every call"
+
+
 def deployed_tag(target: str = DEFAULT_TARGET) -> str:
     """The model-version tag holding when it was last deployed on ``target`` (ISO time)."""
     return "mlplatform.deployed_at." + target

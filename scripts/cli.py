@@ -643,6 +643,54 @@ def rollback(ctx: click.Context, model: str, mlserver_url: Optional[str],
 
 @main.command()
 @click.argument("model")
+@click.option("--canary", metavar="ALIAS=PERCENT",
+              help="Send PERCENT % of the calls to MODEL to the version ALIAS points to.")
+@click.option("--shadow", metavar="ALIAS",
+              help="Copy every call to MODEL to ALIAS's version; compare, never answer.")
+@click.option("--off", is_flag=True, help="No canary or shadow: unload the second version.")
+@_target_options
+@click.pass_context
+@_friendly_errors
+def route(ctx: click.Context, model: str, canary: Optional[str], shadow: Optional[str], off: bool,
+          mlserver_url: Optional[str], repository: Optional[Path], target: Optional[str],
+          tracking_uri: Optional[str]) -> None:
+    """Canary or shadow a second version of MODEL beside the served one.
+
+    \b
+    mlplatform route fraud --canary challenger=10   10 % of /forward calls to fraud
+    mlplatform route fraud --shadow challenger      a copy of each call, compared
+    mlplatform route fraud --off                    back to the served version alone
+    The second version is loaded first (nothing switches); the gateway applies the rule
+    within its REGISTRY_TTL. GET /models/MODEL/shadow reports the comparison.
+    """
+    from mlplatform.pyfunc_models.conventions import CANARY, SHADOW
+
+    from .stack import StackError
+
+    if sum(bool(x) for x in (canary, shadow, off)) != 1:
+        raise StackError("give one of --canary ALIAS=PERCENT, --shadow ALIAS or --off")
+    serving = _serving(_settings(ctx), mlserver_url, repository, target, tracking_uri)
+    if off:
+        outcome = serving.clear_route(model)
+    elif shadow:
+        outcome = serving.route(model, SHADOW, shadow)
+    else:
+        alias, sep, percent = canary.partition("=")
+        try:
+            share = float(percent)
+        except ValueError:
+            share = -1.0
+        if not sep or not alias or not 0 < share <= 100:
+            raise click.BadParameter(f"{canary!r} is not ALIAS=PERCENT with 0 < PERCENT <= 100",
+                                     param_hint="--canary")
+        outcome = serving.route(model, CANARY, alias, share)
+    click.echo(outcome.describe())
+    if not outcome.ok:
+        ctx.exit(1)
+
+
+@main.command()
+@click.argument("model")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
 @click.pass_context
 @_friendly_errors

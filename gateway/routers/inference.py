@@ -39,6 +39,8 @@ def router(settings: GatewaySettings) -> APIRouter:
         gateway = gateway_of(request)
         model = request.query_params.get("model")
         served = await gateway.directory.resolve(model or settings.forward_model, not model)
+        served, shadow = await scoring.routed(
+            gateway, served, request.headers.get(settings.canary_key_header))
         parameters = parsing.parameters(request, served)
         if parsing.is_multipart(request):
             image = await parsing.uploaded(request, "image")
@@ -52,7 +54,7 @@ def router(settings: GatewaySettings) -> APIRouter:
                                  "multipart/form-data with the file in field 'image'",
                                  field="image")
             if not parameters:  # shared with concurrent calls (parameters are per request)
-                answer, served = await scoring.score_document(gateway, served, data)
+                answer, served = await scoring.score_with_shadow(gateway, served, data, shadow)
                 return scoring.with_model(scoring.shaped(served, answer), served)
             body = documents_request([data], served.name)
         if parameters:
@@ -110,10 +112,12 @@ def router(settings: GatewaySettings) -> APIRouter:
     async def one_transaction(request: Request, reference: str) -> Any:
         gateway = gateway_of(request)
         served = await gateway.directory.resolve(reference, default=True)
+        served, shadow = await scoring.routed(
+            gateway, served, request.headers.get(settings.canary_key_header))
         data = await parsing.json_body(request)
         if not isinstance(data, dict):
             raise BadRequest("expected one transaction as a JSON object", field="body")
-        answer, served = await scoring.score_document(gateway, served, data)
+        answer, served = await scoring.score_with_shadow(gateway, served, data, shadow)
         return scoring.with_model(answer, served)
 
     @routes.post("/predict", tags=["fraud"], summary="Binary fraud on one transaction",

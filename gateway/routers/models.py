@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from ..auth import predict_guard
 from ..context import gateway_of
 from ..directory import ServedModel
-from ..errors import Unavailable
+from ..errors import NotFound, Unavailable
 from ..registry import RegistryUnavailable
 from ..settings import GatewaySettings
 from .inference import MODEL_QUERY
@@ -29,6 +29,15 @@ def router(settings: GatewaySettings) -> APIRouter:
         # MLflow (and ONNX) are imported only here, in a thread: the predict path never pays.
         found = await asyncio.to_thread(_provenance, settings.tracking_uri, served)
         return {**found, "input_example": example}
+
+    @routes.get("/models/{name}/shadow", summary="What the shadow version answered beside the "
+                "served one: calls, agreement, probability deltas, latencies")
+    async def shadow(request: Request, name: str) -> Any:
+        stats = gateway_of(request).shadowing.stats.get(name)
+        if stats is None:
+            raise NotFound(f"model {name!r} has had no shadow calls through this gateway "
+                           f"(mlplatform route {name} --shadow ALIAS)")
+        return stats.report()
 
     return routes
 
