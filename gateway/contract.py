@@ -53,6 +53,8 @@ TABLE_PROBLEMS = ("no body or `file` field; unreadable CSV, JSON or zip; an empt
                   "an absolute path, `..` or a bad checksum; images for a tabular model or "
                   "a table for an image model")
 
+ID_PROBLEM = "the id is not a whole number from 1 to 2147483647"
+
 ROUTES: Tuple[Route, ...] = (
     Route("GET", "/health", ()),
     Route("GET", "/ready", (Outcome(503, "MLServer or one of the routes' models is not ready "
@@ -109,15 +111,15 @@ ROUTES: Tuple[Route, ...] = (
         Outcome(409, "a training of this model is already requested or running")),
         success=202),
     Route("GET", "/metrics/{training_id}", (
-        Outcome(400, "the id is not a number"), TOKEN,
+        Outcome(400, ID_PROBLEM), TOKEN,
         Outcome(404, "no such training for this token's group"),
         Outcome(503, "the registry cannot be read"))),
     Route("GET", "/metrics/{training_id}/plots/{name}", (
-        Outcome(400, "the id is not a number"), TOKEN,
+        Outcome(400, ID_PROBLEM), TOKEN,
         Outcome(404, "no such training, or it has no such plot (yet)"),
         Outcome(503, "the registry cannot be read")), success_type="image/png"),
     Route("POST", "/deploy/{training_id}", (
-        Outcome(400, "the id is not a number"), TOKEN,
+        Outcome(400, ID_PROBLEM), TOKEN,
         Outcome(404, "no such training for this token's group"),
         Outcome(409, "the training has not succeeded, or its version failed the pipeline's "
                      "serving check (the reason is in `detail`)"),
@@ -126,14 +128,15 @@ ROUTES: Tuple[Route, ...] = (
         Outcome(503, "the registry cannot be read, or the gateway does not know MLServer's "
                      "model repository"))),
     Route("POST", "/rollback", (
-        Outcome(400, "no `?model=`"), TOKEN, Outcome(404, "no such registered model"),
+        Outcome(400, "no `?model=`, or a name the registry refuses"), TOKEN,
+        Outcome(404, "no such registered model"),
         Outcome(409, "no previous champion to go back to"),
         Outcome(502, "as `/deploy/{training_id}`"), Outcome(503, "as `/deploy/{training_id}`"))),
     Route("GET", "/models/{name}/shadow", (
         CLOSED, Outcome(404, "no shadow calls for this model through this gateway (since it "
                              "started)"))),
     Route("GET", "/models/{name}/versions", (
-        TOKEN, Outcome(404, "no such registered model"),
+        Outcome(400, "a name the registry refuses"), TOKEN, Outcome(404, "no such registered model"),
         Outcome(503, "the registry cannot be read"))),
 )
 

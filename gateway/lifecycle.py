@@ -37,6 +37,8 @@ def _registry_call(what: str, call):
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise NotFound(f"{what}: {exc.message}") from exc
+        if exc.error_code == "INVALID_PARAMETER_VALUE":  # e.g. a name MLflow refuses
+            raise BadRequest(f"{what}: {exc.message}", field="model") from exc
         raise Unavailable(f"the model registry refused {what}: {exc.message}") from exc
     except (OSError, ConnectionError) as exc:
         raise Unavailable(f"the model registry cannot be read ({type(exc).__name__})") from exc

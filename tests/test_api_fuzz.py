@@ -28,7 +28,11 @@ def test_every_operation_keeps_the_contract_under_fuzzing(served, tmp_path):
     process, url = start_gateway(tmp_path / "gateway", served.mlserver_url, timeout=20,
                                  s3=served.s3, tracking_uri=served.mlflow_url,
                                  mlserver_grpc="127.0.0.1:"
-                                 + served.env["MLPLATFORM_MLSERVER_GRPC_PORT"])
+                                 + served.env["MLPLATFORM_MLSERVER_GRPC_PORT"],
+                                 # A repository of its own: the lifecycle routes answer as
+                                 # configured (404/409), and nothing the fuzzer sends can
+                                 # change what the session's stack serves.
+                                 mlserver_repository=str(tmp_path / "repository"))
     try:
         report = fuzz(url, tmp_path)
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from .. import lifecycle, parsing
@@ -16,6 +16,8 @@ from ..errors import BadRequest, Conflict, NotFound
 from ..settings import GatewaySettings
 
 MODEL = Query(..., description="The registered model, e.g. fraud", min_length=1)
+# Ids are database integers: a larger number is a 400 naming the parameter, not a 500.
+TRAINING_ID = Path(..., ge=1, le=2**31 - 1, description="The id PUT /retrain answered")
 
 
 def router(settings: GatewaySettings) -> APIRouter:
@@ -59,14 +61,14 @@ def router(settings: GatewaySettings) -> APIRouter:
 
     @routes.get("/metrics/{training_id}", summary="A training's status, metrics and plots, "
                 "beside the champion's on the same held-out rows")
-    async def metrics(request: Request, training_id: int,
+    async def metrics(request: Request, training_id: int = TRAINING_ID,
                       group: str = Depends(token_group)) -> Any:
         training, job = await own_training(request, training_id, group)
         return await asyncio.to_thread(lifecycle.training_report, settings, training, job)
 
     @routes.get("/metrics/{training_id}/plots/{name}", summary="One plot of a training (PNG)",
                 response_class=Response)
-    async def plot(request: Request, training_id: int, name: str,
+    async def plot(request: Request, name: str, training_id: int = TRAINING_ID,
                    group: str = Depends(token_group)) -> Response:
         training, _ = await own_training(request, training_id, group)
         data = await asyncio.to_thread(lifecycle.plot, settings, training, name)
@@ -74,7 +76,7 @@ def router(settings: GatewaySettings) -> APIRouter:
 
     @routes.post("/deploy/{training_id}", summary="Serve the training's version as champion; "
                  "answers once it answers requests")
-    async def deploy(request: Request, training_id: int,
+    async def deploy(request: Request, training_id: int = TRAINING_ID,
                      group: str = Depends(token_group)) -> Any:
         training, job = await own_training(request, training_id, group)
         version = await asyncio.to_thread(lifecycle.deployable_version, settings, training, job)
