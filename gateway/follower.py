@@ -11,34 +11,26 @@ again until the alias moves.  ``alias_poll = 0`` turns following off.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import Optional, Set, Tuple
+from typing import Set, Tuple
 
 from mlplatform.pyfunc_models.conventions import ModelReference
 
+from .background import Background
 from .context import Gateway
 from .registry import RegistryUnavailable
 
 log = logging.getLogger("mlplatform.gateway")
 
 
-class AliasFollower:
+class AliasFollower(Background):
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
         self.settings = gateway.settings
         self.refused: Set[Tuple[str, str]] = set()
-        self.task: Optional[asyncio.Task] = None
 
-    async def start(self) -> None:
-        if self.settings.alias_poll > 0 and self.settings.mlserver_repository:
-            self.task = asyncio.create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+    def enabled(self) -> bool:
+        return self.settings.alias_poll > 0 and bool(self.settings.mlserver_repository)
 
     async def _loop(self) -> None:
         while True:

@@ -10,34 +10,24 @@ so no job runs twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import sys
 import uuid
 
+from .background import Background
 from .settings import GatewaySettings
 from .store import Store
 
 log = logging.getLogger("mlplatform.gateway")
 
 
-class JobWorker:
+class JobWorker(Background):
     def __init__(self, store: Store, settings: GatewaySettings):
         self.store, self.settings = store, settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.wake = asyncio.Event()
-        self.task: asyncio.Task = None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
 
     async def _loop(self) -> None:
         while True:
