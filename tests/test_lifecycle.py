@@ -197,7 +197,7 @@ def test_models_tab_shows_versions_plots_and_deploys_and_rolls_back(served, gate
     page.wait_for_selector("#lifecycle-model option[value=fraud]", state="attached")
     page.select_option("#lifecycle-model", "fraud")
     page.fill("#token", token)
-    page.dispatch_event("#token", "change")
+    page.press("#token", "Tab")  # the token is read when the field is left
     row = f"#versions tr[data-version='{retrained}']"
     page.wait_for_selector(f"{row} button.deploy")
     page.click(f"{row} button:has-text('Plots')")
