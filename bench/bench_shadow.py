@@ -2,9 +2,9 @@
 
 A throw-away stack serves ``fraud``; a second version is registered as challenger.
 Closed-loop load (16 clients, ``SECONDS`` each round) on ``/forward?model=fraud``,
-alternating rounds without a rule and with ``mlplatform route fraud --shadow
-challenger`` (every call copied to the challenger in the background): A B A B, so
-drift on the machine hits both.  Goal (lifecycle issue): the shadow costs <= 10 %
+each shadow round right after a round without a rule: ``--shadow challenger``
+(every call copied in the background) and ``--shadow challenger=20``, twice over,
+so drift on the machine hits both sides.  Goal (lifecycle issue): the shadow costs <= 10 %
 of the throughput.  The shadow's own report (copies answered, dropped) is printed.
 
     python bench/bench_shadow.py
@@ -27,6 +27,7 @@ from mlplatform.scripts import stack
 
 SECONDS = 15.0
 CONCURRENCY = 16
+SHARES = (100.0, 20.0)  # a copy of every call; of one call in five
 SETTLE = 12.0  # the gateway reads the rule within REGISTRY_TTL (10 s)
 
 
@@ -37,27 +38,32 @@ def main() -> int:
         serving = Serving(MlflowClient(tracking_uri=tracking), stack.local_target(settings))
         gateway = settings.url(settings.gateway_port)
         url = gateway + "/forward?model=fraud"
-        rows = []
-        for round_ in range(2):
-            serving.clear_route("fraud")
-            time.sleep(SETTLE)
-            rows.append(("none", measure(url, EXAMPLE_TRANSACTION, CONCURRENCY, SECONDS)))
-            outcome = serving.route("fraud", SHADOW, "challenger")
-            if not outcome.ok:
-                raise RuntimeError(outcome.describe())
-            time.sleep(SETTLE)
-            rows.append(("shadow", measure(url, EXAMPLE_TRANSACTION, CONCURRENCY, SECONDS)))
-        report = json.load(urllib.request.urlopen(gateway + "/models/fraud/shadow"))
-    print("| round | rule | req/s | p50 / p99 ms |\n|---|---|---|---|")
-    for index, (rule, result) in enumerate(rows):
-        print(f"| {index // 2 + 1} | {rule} | {cell(result)} |")
-    plain = sum(r["rps"] for rule, r in rows if rule == "none")
-    shadowed = sum(r["rps"] for rule, r in rows if rule == "shadow")
-    print(f"shadow / none throughput: {shadowed / plain:.3f} "
-          f"(cost {100 * (1 - shadowed / plain):.1f} %)")
-    print("shadow report:", json.dumps({k: report[k] for k in (
-        "calls", "answered", "dropped", "errors", "agreement_rate",
-        "mean_abs_probability_delta", "served_latency_ms", "shadow_latency_ms")}))
+        rows, reports = [], {}
+        for _ in range(2):
+            for share in SHARES:
+                serving.clear_route("fraud")
+                time.sleep(SETTLE)
+                rows.append(("none", measure(url, EXAMPLE_TRANSACTION, CONCURRENCY, SECONDS)))
+                outcome = serving.route("fraud", SHADOW, "challenger", share)
+                if not outcome.ok:
+                    raise RuntimeError(outcome.describe())
+                time.sleep(SETTLE)
+                rows.append((f"shadow {share:g} %",
+                             measure(url, EXAMPLE_TRANSACTION, CONCURRENCY, SECONDS)))
+                reports[share] = json.load(urllib.request.urlopen(gateway + "/models/fraud/shadow"))
+    print("| rule | req/s | p50 / p99 ms |")
+    print("|---|---|---|")
+    for rule, result in rows:
+        print(f"| {rule} | {cell(result)} |")
+    for index, share in enumerate(SHARES):
+        # each shadow round against the round without a rule just before it
+        pairs = [(rows[i][1]["rps"], rows[i + 1][1]["rps"]) for i in range(0, len(rows), 2)
+                 if (i // 2) % len(SHARES) == index]
+        ratio = sum(s for _, s in pairs) / sum(n for n, _ in pairs)
+        print(f"shadow {share:g} % / none throughput: {ratio:.3f} (cost {100 * (1 - ratio):.1f} %)")
+        print("  report:", json.dumps({k: reports[share][k] for k in (
+            "calls", "answered", "dropped", "errors", "agreement_rate", "served_latency_ms",
+            "shadow_latency_ms")}))
     return 0
 
 

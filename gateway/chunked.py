@@ -91,8 +91,7 @@ async def _score_all(gateway: Gateway, served: ServedModel, source: BinaryIO, fi
     except NotLoaded:
         if served.pinned:
             raise
-    gateway.directory.forget(served.name)
-    now = await gateway.directory.resolve(served.name)
+    now = await gateway.directory.successor(served)
     source.seek(0)
     return await _chunks(gateway, dataclasses.replace(now, pinned=True), source, filename,
                          label)

@@ -82,6 +82,26 @@ class ModelDirectory:
         self._models.pop(name, None)
         self._index = (0.0, self._index[1])
 
+    async def successor(self, gone: ServedModel) -> ServedModel:
+        """Where a call goes when ``gone`` (the served version) was just retired: the
+        highest version MLServer has READY now, asked of MLServer itself; the registry
+        record is refreshed in the background meanwhile.
+
+        Why not wait for the registry: right after a deploy the MLflow server is busy
+        with the deploy's own writes, and re-reading the record took ~1.9 s under 150
+        req/s (bench/bench_switch.py) while every call queued behind it."""
+        cached = self._models.get(gone.name)
+        if cached is not None:  # stale now: the next lookup refreshes it in the background
+            self._models[gone.name] = (0.0, cached[1])
+        loaded = await self.loaded(refresh=True)
+        others = (loaded.get(gone.name) or set()) - {gone.version}
+        if not others:
+            return await self.resolve(gone.name)
+        record = cached[1] if cached is not None else None
+        version = (record.served if record is not None and record.served in others
+                   else max(others, key=_version_order))
+        return await self._served(ModelReference(gone.name), version)
+
     # ------------------------------------------------------------ resolving
 
     async def resolve(self, reference: str, default: bool = False) -> ServedModel:

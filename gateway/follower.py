@@ -14,8 +14,6 @@ import asyncio
 import logging
 from typing import Set, Tuple
 
-from mlplatform.pyfunc_models.conventions import ModelReference
-
 from .background import Background
 from .context import Gateway
 from .registry import RegistryUnavailable
@@ -62,11 +60,13 @@ class AliasFollower(Background):
                  self.settings.follow_alias, version, served)
         async with self.gateway.switching[name]:
             serving = serving_of(self.settings)
-            outcome = await asyncio.to_thread(serving.deploy, ModelReference(name, version=version))
+            outcome = await asyncio.to_thread(serving.follow, name, self.settings.follow_alias)
         self.gateway.directory.forget(name)
+        if outcome is None:  # a promote elsewhere had moved both meanwhile
+            return
         if outcome.ok:
             log.info("%s", outcome.describe())
         else:
-            self.refused.add((name, version))
+            self.refused.add((name, outcome.version or version))
             log.warning("%s@%s -> version %s not deployed: %s", name, self.settings.follow_alias,
                         version, outcome.message)

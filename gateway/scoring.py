@@ -51,8 +51,7 @@ async def on_served_version(gateway: Gateway, served: ServedModel,
     except NotLoaded:
         if served.pinned:
             raise
-        gateway.directory.forget(served.name)
-        now = await gateway.directory.resolve(served.name)
+        now = await gateway.directory.successor(served)
         if now.version == served.version:
             raise
         return await call(now), now

@@ -12,9 +12,11 @@ the model alone (``NAME``); ``NAME@ALIAS`` and ``NAME/VERSION`` go where they sa
   shadow version in the background, after the answer, and the two answers are
   compared.  The caller never waits for it and never sees its errors; when
   ``SHADOW_MAX_IN_FLIGHT`` copies are already pending, the copy is dropped (and
-  counted) rather than queued.  ``GET /models/<name>/shadow`` reports calls,
-  agreement (same predicted class), mean and largest |delta probability|, and
-  each side's p50/p99 latency.
+  counted) rather than queued.  ``--shadow ALIAS=PERCENT`` copies only that share
+  of the calls: each copy is a second inference on the same machine (a full
+  shadow cost 15-30 % of the throughput on 2 busy cores, docs/benchmarks.md).
+  ``GET /models/<name>/shadow`` reports calls, agreement (same predicted class),
+  mean and largest |delta probability|, and each side's p50/p99 latency.
 """
 from __future__ import annotations
 
@@ -117,6 +119,8 @@ class Shadowing:
         """Record the served call; send the copy (``call()``: a coroutine giving the shadow's
         answer) in the background unless too many are pending."""
         stats = self.stats_of(name, rule)
+        if rule.percent < 100 and random.random() * 100 >= rule.percent:
+            return  # sampled out: a copy costs a second inference on the same machine
         stats.calls += 1
         stats.served_seconds.append(served_seconds)
         if self.in_flight >= self.max_in_flight:

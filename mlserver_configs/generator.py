@@ -22,7 +22,9 @@ from mlplatform.pyfunc_models.conventions import ModelReference, ModelReferenceE
 if TYPE_CHECKING:  # MLflow is imported where it is used: it costs a second at start-up
     from mlflow.tracking import MlflowClient
 
-RUNTIME = "mlserver_mlflow.MLflowRuntime"
+# MLServer's MLflow runtime, loading off the event loop (runtime.py: p99 under load during a
+# deploy).
+RUNTIME = "mlplatform.mlserver_configs.runtime.ThreadLoadingMLflowRuntime"
 GENERATED_BY = "mlplatform"
 SETTINGS_FILE = "settings.json"
 MODEL_SETTINGS_FILE = "model-settings.json"

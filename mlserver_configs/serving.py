@@ -45,6 +45,7 @@ from mlplatform.client.transport import InferenceServerError, ServerUnreachable,
 from mlplatform.pyfunc_models.conventions import (
     CHAMPION,
     DEFAULT_TARGET,
+    SHADOW,
     PREVIOUS_CHAMPION,
     ModelReference,
     RouteRule,
@@ -219,9 +220,28 @@ class Serving:
         return outcome
 
     @_exclusive
-    def route(self, name: str, mode: str, alias: str, percent: float = 0.0) -> DeployOutcome:
+    def follow(self, name: str, alias: str) -> Optional[DeployOutcome]:
+        """Serve the version ``alias`` points to if it is not the served one; None if it is.
+        Read under the lock: a promote in flight (which records the served version, then
+        moves the alias) is seen whole, never half-way."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            wanted = self.registry.get_model_version_by_alias(name, alias).version
+        except MlflowException:
+            return None
+        if wanted == self.served_version(name):
+            return None
+        return self.deploy(ModelReference(name, version=wanted))
+
+    @_exclusive
+    def route(self, name: str, mode: str, alias: str,
+              percent: Optional[float] = None) -> DeployOutcome:
         """Load the version ``alias`` points to *beside* the served one (nothing switches)
-        and record the canary or shadow rule the gateway applies to calls to ``name``."""
+        and record the canary or shadow rule the gateway applies to calls to ``name``:
+        the canary's share of the calls, or the share a shadow copies (default all)."""
+        if percent is None:
+            percent = 100.0 if mode == SHADOW else 0.0
         from mlflow.exceptions import MlflowException
 
         served = self.served_version(name)

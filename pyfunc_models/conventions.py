@@ -82,7 +82,8 @@ class RouteRule:
     def describe(self) -> str:
         if self.mode == CANARY:
             return f"canary {self.alias} (version {self.version}) takes {self.percent:g} %"
-        return f"shadow {self.alias} (version {self.version}) gets a copy of every call"
+        share = "every call" if self.percent >= 100 else f"{self.percent:g} % of the calls"
+        return f"shadow {self.alias} (version {self.version}) gets a copy of {share}"
 
 
 def deployed_tag(target: str = DEFAULT_TARGET) -> str:

@@ -367,6 +367,19 @@ def pipeline(ctx: click.Context, model: str, stages, params, tracking_uri: Optio
                + (f": {model} version {result.version} is challenger" if result.version else ""))
 
 
+def _alias_share(text: str, option: str, default: Optional[float] = None):
+    """``ALIAS=PERCENT`` (``ALIAS`` alone when there is a default) as (alias, percent)."""
+    alias, sep, percent = text.partition("=")
+    try:
+        share = float(percent) if sep else default
+    except ValueError:
+        share = None
+    if not alias or share is None or not 0 < share <= 100:
+        raise click.BadParameter(f"{text!r} is not ALIAS=PERCENT with 0 < PERCENT <= 100",
+                                 param_hint=option)
+    return alias, share
+
+
 # The twin of PUT /retrain: the same pipeline, run here.
 main.add_command(pipeline, name="retrain")
 
@@ -645,8 +658,9 @@ def rollback(ctx: click.Context, model: str, mlserver_url: Optional[str],
 @click.argument("model")
 @click.option("--canary", metavar="ALIAS=PERCENT",
               help="Send PERCENT % of the calls to MODEL to the version ALIAS points to.")
-@click.option("--shadow", metavar="ALIAS",
-              help="Copy every call to MODEL to ALIAS's version; compare, never answer.")
+@click.option("--shadow", metavar="ALIAS[=PERCENT]",
+              help="Copy every call (or PERCENT % of them) to MODEL to ALIAS's version; "
+                   "compare, never answer.")
 @click.option("--off", is_flag=True, help="No canary or shadow: unload the second version.")
 @_target_options
 @click.pass_context
@@ -673,16 +687,10 @@ def route(ctx: click.Context, model: str, canary: Optional[str], shadow: Optiona
     if off:
         outcome = serving.clear_route(model)
     elif shadow:
-        outcome = serving.route(model, SHADOW, shadow)
+        alias, share = _alias_share(shadow, "--shadow", default=100.0)
+        outcome = serving.route(model, SHADOW, alias, share)
     else:
-        alias, sep, percent = canary.partition("=")
-        try:
-            share = float(percent)
-        except ValueError:
-            share = -1.0
-        if not sep or not alias or not 0 < share <= 100:
-            raise click.BadParameter(f"{canary!r} is not ALIAS=PERCENT with 0 < PERCENT <= 100",
-                                     param_hint="--canary")
+        alias, share = _alias_share(canary, "--canary")
         outcome = serving.route(model, CANARY, alias, share)
     click.echo(outcome.describe())
     if not outcome.ok:
