@@ -19,6 +19,7 @@ from mlplatform.client import (
     decode_answer,
     send_request_to_mlserver_model,
 )
+from mlplatform.mlserver_configs.generator import RUNTIME
 from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
 from mlplatform.scripts.s3 import s3_client
 from tests.support import S3_KEY, S3_SECRET
@@ -84,7 +85,7 @@ def test_generated_model_settings_pin_the_registry_version(served, registry):
         served_version = registry.get_registered_model(name).tags["mlplatform.served.local"]
         documents = [json.loads(p.read_text()) for p in (config / name).rglob("model-settings.json")]
         assert [d["parameters"]["version"] for d in documents] == [served_version]
-        assert documents[0]["implementation"] == "mlserver_mlflow.MLflowRuntime"
+        assert documents[0]["implementation"] == RUNTIME
         assert documents[0]["parameters"]["uri"] == f"models:/{name}/{served_version}"
     text = "".join(p.read_text() for p in config.rglob("*.json"))
     assert S3_SECRET not in text and S3_KEY not in text

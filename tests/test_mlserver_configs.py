@@ -31,7 +31,7 @@ def test_written_files_load_in_mlserver(tmp_path):
     fraud = ModelSettings.model_validate(
         json.loads((tmp_path / "fraud" / "model-settings.json").read_text()))
     assert fraud.name == "fraud"
-    assert fraud.implementation_ == "mlserver_mlflow.MLflowRuntime"
+    assert fraud.implementation_ == "mlplatform.mlserver_configs.runtime.ThreadLoadingMLflowRuntime"
     assert fraud.parameters.uri == "models:/fraud/3" and fraud.parameters.version == "3"
     assert fraud.max_batch_size == 8 and fraud.max_batch_time == 0.01
     assert fraud.parameters.extra["alias"] == "champion"
