@@ -53,6 +53,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_parallel_workers.py
 	$(BIN)/python bench/bench_onnx_vs_sklearn.py
 	$(BIN)/python bench/bench_gateway.py
+	$(BIN)/python bench/bench_hostile_uploads.py
+	$(BIN)/python bench/bench_switch.py
+	$(BIN)/python bench/bench_shadow.py
 
 clean: down
 	rm -rf .mlplatform mlserver-config
