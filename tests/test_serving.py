@@ -122,6 +122,11 @@ def test_a_version_that_fails_to_load_leaves_the_served_one(served, registry):
         assert {version for _, version in during.seen} == {served_now}
         assert registry.get_registered_model("echo").tags[SERVED_TAG] == served_now
         assert not (served.state_dir / "mlserver" / "echo" / broken).exists()
+        champion = registry.get_model_version_by_alias("echo", "champion").version
+        promoted = served.cli("deploy", "--model", f"echo/{broken}", "--promote", check=False)
+        assert promoted.returncode == 1 and "not deployed" in promoted.stdout
+        assert registry.get_model_version_by_alias("echo", "champion").version == champion
+        assert registry.get_registered_model("echo").tags[SERVED_TAG] == served_now
     finally:
         registry.delete_model_version("echo", broken)
 
