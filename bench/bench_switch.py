@@ -51,6 +51,7 @@ class Answer:
     latency: float
     status: int
     version: Optional[str]
+    error: str = ""
 
 
 async def _drive(url: str, stop: threading.Event, answers: List[Answer]) -> None:
@@ -58,11 +59,12 @@ async def _drive(url: str, stop: threading.Event, answers: List[Answer]) -> None
         sent = time.perf_counter()
         try:
             async with session.post(url, json=EXAMPLE_TRANSACTION) as response:
-                await response.read()
+                body = await response.read()
                 answers.append(Answer(sent, time.perf_counter() - sent, response.status,
-                                      response.headers.get("x-model-version")))
-        except aiohttp.ClientError:
-            answers.append(Answer(sent, time.perf_counter() - sent, 0, None))
+                                      response.headers.get("x-model-version"),
+                                      "" if response.status == 200 else body[:300].decode()))
+        except aiohttp.ClientError as exc:
+            answers.append(Answer(sent, time.perf_counter() - sent, 0, None, repr(exc)))
 
     connector = aiohttp.TCPConnector(limit=256)
     timeout = aiohttp.ClientTimeout(total=60)
@@ -145,6 +147,8 @@ def report(answers: List[Answer], switches, loads) -> None:
     seconds = answers[-1].sent - answers[0].sent
     print(f"{len(answers)} requests in {seconds:.1f} s ({len(answers) / seconds:.0f} req/s), "
           f"{len(failed)} failed")
+    for answer in failed:
+        print(f"  failed at {answer.sent - answers[0].sent:.2f} s: {answer.status} {answer.error}")
     print("| switch | to version | call took s | switch time s | answers after the call "
           "returned from the old version |")
     print("|---|---|---|---|---|")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, Dict, List, Optional
 
 import httpx
@@ -31,6 +32,7 @@ class FakeV2:
         self.calls: List[Dict[str, Any]] = []
         self.hold: Optional[asyncio.Event] = None
         self.index_state = "READY"
+        self.index_reads = 0
 
     async def infer(self, model: str, body: Dict[str, Any], version: Optional[str] = None,
                     request_id: Optional[str] = None) -> Dict[str, Any]:
@@ -48,6 +50,7 @@ class FakeV2:
                              "data": answers}]}
 
     async def index(self) -> List[Dict[str, Any]]:
+        self.index_reads += 1
         return [{"name": name, "version": v, "state": self.index_state}
                 for name, versions in self.loaded.items() for v in versions]
 
@@ -132,6 +135,20 @@ def test_a_retired_version_is_re_routed_to_the_one_served_now(client, parts):
     assert response.json() == {"result": 10, "v": "2"}
     assert response.headers["x-model-version"] == "2"
     assert [c["version"] for c in upstream.calls[-2:]] == ["1", "2"]
+
+
+def test_calls_to_a_retired_version_read_the_index_once_after_the_first_failure(client, parts):
+    """Found by bench_switch: an index read just *before* the switch (so not re-read for
+    another second) listed only the retired version, and 7 calls in a row got 503."""
+    _, upstream, registry, gateway = parts
+    upstream.loaded["echo"] = ["1"]
+    assert client.post("/forward", json={"a": 1}).headers["x-model-version"] == "1"
+    gateway.directory._index = (time.monotonic(), {"echo": {"1"}})  # read a moment ago
+    reads = upstream.index_reads
+    upstream.loaded["echo"] = ["2"]  # switched; the registry record still says 1
+    answers = [client.post("/forward", json={"a": a}) for a in (1, 2, 3)]
+    assert [(r.status_code, r.headers["x-model-version"]) for r in answers] == [(200, "2")] * 3
+    assert upstream.index_reads == reads + 1
 
 
 def test_a_pinned_version_is_never_re_routed(client, parts):

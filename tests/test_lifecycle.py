@@ -14,6 +14,7 @@ from mlplatform.client.gateway import (
     BadRequest,
     Conflict,
     GatewayClient,
+    ModelServerRefused,
     NotFound,
     Unauthorized,
 )
@@ -21,7 +22,7 @@ from mlplatform.pyfunc_models.feature_store import FeatureStore, dataset_for
 from mlplatform.pyfunc_models.fraud.data import generate_transactions
 from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURES
 from mlplatform.pyfunc_models.pipeline import PipelineError, run_pipeline
-from tests.support import Traffic
+from tests.support import S3_KEY, S3_SECRET, Traffic
 
 pytestmark = pytest.mark.stack
 
@@ -213,3 +214,45 @@ def test_models_tab_shows_versions_plots_and_deploys_and_rolls_back(served, gate
                            f".startsWith('fraud version {served_now}:')", timeout=120_000)
     assert answered_by(served) == served_now
     page.close()
+
+
+def test_a_version_the_model_server_cannot_load_is_502_and_nothing_switches(served, gateway):
+    """Failure injection after the flow above: the retrained version's artifacts are
+    moved away in S3, so MLServer cannot load it.  POST /deploy/<id> answers 502 with
+    MLServer's reason; the champion alias, the served version and the traffic stay."""
+    from mlplatform.scripts.s3 import s3_client
+
+    rows = {row["version"]: row for row in gateway.versions("fraud")}
+    retrained = next(v for v, row in rows.items()
+                     if row["training_id"] and not row["served"]
+                     and row["pipeline_status"] == "passed")
+    registry = MlflowClient(served.mlflow_url)
+    champion = registry.get_model_version_by_alias("fraud", "champion").version
+    served_now = answered_by(served)
+    model_id = registry.get_model_version("fraud", retrained).source.rsplit("/", 1)[-1]
+    s3 = s3_client(served.s3.endpoint, S3_KEY, S3_SECRET)
+    keys = [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=served.s3.bucket) for obj in page.get("Contents", [])
+        if f"/models/{model_id}/artifacts/" in obj["Key"]]
+    assert keys, f"no artifacts of {model_id} in the bucket"
+    for key in keys:
+        s3.copy_object(Bucket=served.s3.bucket, Key=key + ".moved",
+                       CopySource={"Bucket": served.s3.bucket, "Key": key})
+        s3.delete_object(Bucket=served.s3.bucket, Key=key)
+    try:
+        transaction = {"path": "/forward?model=fraud", "body": EXAMPLE_TRANSACTION}
+        with Traffic(served.gateway_url, **transaction) as during:
+            with pytest.raises(ModelServerRefused) as refused:
+                gateway.deploy(rows[retrained]["training_id"])
+        # MLServer's reason, naming the version
+        assert f"could not load models:/fraud/{retrained}" in refused.value.detail, (
+            refused.value.detail)
+        assert {status for status, _ in during.seen} == {200}, during.seen
+        assert {version for _, version in during.seen} == {served_now}
+        assert answered_by(served) == served_now
+        assert registry.get_model_version_by_alias("fraud", "champion").version == champion
+    finally:
+        for key in keys:
+            s3.copy_object(Bucket=served.s3.bucket, Key=key,
+                           CopySource={"Bucket": served.s3.bucket, "Key": key + ".moved"})
+            s3.delete_object(Bucket=served.s3.bucket, Key=key + ".moved")

@@ -6,8 +6,9 @@ retires the old one.  Traffic runs through the gateway the whole time.
 """
 from __future__ import annotations
 
+import re
 import time
-from typing import Tuple
+from typing import List, Tuple
 
 import pytest
 import requests
@@ -23,6 +24,11 @@ SERVED_TAG = "mlplatform.served.local"
 def _answer(stack) -> Tuple[int, str, dict]:
     response = requests.post(stack.gateway_url + "/forward", json={"a": 10}, timeout=30)
     return response.status_code, response.headers.get("x-model-version"), response.json()
+
+
+def _loads_of(stack, name: str) -> List[str]:
+    log = (stack.state_dir / "logs" / "mlserver.log").read_text(errors="replace")
+    return re.findall(rf"Loading (models:/{name}/\d+) in a worker thread", log)
 
 
 @pytest.fixture
@@ -41,8 +47,13 @@ def test_register_then_deploy_switches_without_a_failed_request(served, registry
     assert {version for _, version in during_register.seen} == {before}
     assert _answer(served)[:2] == (200, before)  # the alias moved; serving did not
 
+    loads_before = _loads_of(served, "echo")
     with Traffic(served.gateway_url) as during_deploy:
         output = served.cli("deploy", "--model", "echo").stdout
+    # The new version loaded once; the served one was not loaded again when MLServer
+    # re-read the folder (runtime.py shares a pinned version already in memory).
+    loads = _loads_of(served, "echo")[len(loads_before):]
+    assert loads == [f"models:/echo/{new}"], loads
     assert f"echo/{new}: serving (was version {before})" in output
     assert {status for status, _ in during_deploy.seen} == {200}, during_deploy.seen
     assert {version for _, version in during_deploy.seen} <= {before, new}
@@ -93,7 +104,7 @@ def test_champion_moved_in_the_registry_is_served_within_the_poll_interval(serve
         for target in (other, served_now):
             with Traffic(served.gateway_url) as during:
                 registry.set_registered_model_alias("echo", "champion", target)
-                wait_until_served(registry, "echo", target)
+                wait_until_served(served, registry, "echo", target)
             assert {status for status, _ in during.seen} == {200}, during.seen
             assert _answer(served)[:2] == (200, target)
     finally:
@@ -101,9 +112,18 @@ def test_champion_moved_in_the_registry_is_served_within_the_poll_interval(serve
         registry.set_registered_model_alias("echo", "champion", served_now)
 
 
-def wait_until_served(registry, name: str, version: str, limit: float = 120.0) -> None:
+def wait_until_served(stack, registry, name: str, version: str, limit: float = 120.0) -> None:
+    """Until the follower's deploy is whole: ``version`` recorded as served *and* the
+    old one retired (the record is written before the retire; a call in between may
+    still be answered by the old version)."""
     deadline = time.monotonic() + limit  # a bound for a hung follower, not a measurement
-    while registry.get_registered_model(name).tags.get(SERVED_TAG) != version:
+
+    def loaded() -> List[str]:
+        index = requests.post(stack.mlserver_url + "/v2/repository/index", json={}).json()
+        return [m["version"] for m in index if m["name"] == name]
+
+    while (registry.get_registered_model(name).tags.get(SERVED_TAG) != version
+           or loaded() != [version]):
         assert time.monotonic() < deadline, f"{name} version {version} never served"
         time.sleep(0.5)
 
