@@ -166,11 +166,16 @@ async def score_with_shadow(gateway: Gateway, served: ServedModel, document: Any
     started = time.perf_counter()
     answer, served = await score_document(gateway, served, document)
 
-    async def copy() -> Any:
+    async def copies(documents: List[Any]) -> List[Any]:
         other = await gateway.directory.resolve(f"{served.name}/{shadow.version}")
-        return (await score_document(gateway, other, document))[0]
+        if (len(documents) > 1 and other.accepts_table
+                and all(isinstance(d, dict) for d in documents)):
+            # the batch as one table (the /forward_batch path): no JSON per document
+            return await _score_table(gateway, other, batch.frame_of_records(documents))
+        return await infer(gateway, other, documents_request(documents, other.name))
 
-    gateway.shadowing.send(served.name, shadow, answer, time.perf_counter() - started, copy)
+    gateway.shadowing.send(served.name, shadow, answer, time.perf_counter() - started,
+                           document, copies)
     return answer, served
 
 

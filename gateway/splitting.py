@@ -11,10 +11,10 @@ the model alone (``NAME``); ``NAME@ALIAS`` and ``NAME/VERSION`` go where they sa
 * **shadow**: the served version answers; the same document is sent to the
   shadow version in the background, after the answer, and the two answers are
   compared.  The caller never waits for it and never sees its errors; when
-  ``SHADOW_MAX_IN_FLIGHT`` copies are already pending, the copy is dropped (and
-  counted) rather than queued.  ``--shadow ALIAS=PERCENT`` copies only that share
-  of the calls: each copy is a second inference on the same machine (a full
-  shadow cost 15-30 % of the throughput on 2 busy cores, docs/benchmarks.md).
+  ``SHADOW_MAX_IN_FLIGHT`` copies are already waiting or in flight, the copy is
+  dropped (and counted) rather than queued.  Copies go to the shadow version in
+  batches (see BATCH_WINDOW below).  ``--shadow ALIAS=PERCENT`` copies only that
+  share of the calls: each copy is a second inference on the same machine.
   ``GET /models/<name>/shadow`` reports calls, agreement (same predicted class),
   mean and largest |delta probability|, and each side's p50/p99 latency.
 """
@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple
 
 from mlplatform.pyfunc_models.conventions import CANARY, SHADOW, RouteRule
 
+from .errors import ModelFailed
 from .evaluation import PREDICTION_KEYS, SCORE_KEYS, normal
 
+log = logging.getLogger("mlplatform.gateway")
 LATENCIES_KEPT = 10_000  # per side: the percentiles are over the latest calls
 
 
@@ -71,6 +74,7 @@ class ShadowStats:
     answered: int = 0
     agreed: int = 0
     errors: int = 0
+    last_error: Optional[str] = None
     dropped: int = 0
     deltas: int = 0
     delta_sum: float = 0.0
@@ -82,13 +86,20 @@ class ShadowStats:
         return {
             "mode": SHADOW, "alias": self.rule.alias, "version": self.rule.version,
             "calls": self.calls, "answered": self.answered, "errors": self.errors,
-            "dropped": self.dropped,
+            "last_error": self.last_error, "dropped": self.dropped,
             "agreement_rate": self.agreed / self.answered if self.answered else None,
             "mean_abs_probability_delta": self.delta_sum / self.deltas if self.deltas else None,
             "max_abs_probability_delta": self.delta_max if self.deltas else None,
             "served_latency_ms": _percentiles(self.served_seconds),
             "shadow_latency_ms": _percentiles(self.shadow_seconds),
         }
+
+
+def _failed(batch: List[_Copy], exc: Exception) -> None:
+    reason = str(getattr(exc, "detail", None) or exc or type(exc).__name__)[:300]
+    for stats, _, _ in batch:
+        stats.errors += 1
+        stats.last_error = reason
 
 
 def _percentiles(seconds: Deque[float]) -> Dict[str, Optional[float]]:
@@ -99,14 +110,34 @@ def _percentiles(seconds: Deque[float]) -> Dict[str, Optional[float]]:
             "p99": 1000 * ordered[int(0.99 * (len(ordered) - 1))]}
 
 
-class Shadowing:
-    """The shadow copies in flight and what they found, per model."""
+# Copies wait up to BATCH_WINDOW seconds and go to the shadow version together, up to
+# BATCH_MAX per V2 request: most of MLServer's time per request is protocol work, and
+# one copy per call cost 15-42 % of /forward throughput at concurrency 16 on 2 cores
+# (bench/bench_shadow.py).  The caller never waits for a copy, so the window costs
+# nobody anything.  A copy goes alone and is timed when none was for
+# LATENCY_SAMPLE_INTERVAL seconds (all of them under 10 calls/s), so the shadow's
+# latency percentiles compare with the served side's single calls.
+BATCH_WINDOW = 0.05
+BATCH_MAX = 256
+LATENCY_SAMPLE_INTERVAL = 0.1
 
-    def __init__(self, max_in_flight: int):
+# ``documents -> answers`` on the shadow version, in one V2 request.
+SendCopies = Callable[[List[Any]], Awaitable[List[Any]]]
+_Copy = Tuple[ShadowStats, Any, Any]  # (its counts, the document, the served answer)
+
+
+class Shadowing:
+    """The shadow copies waiting or in flight and what they found, per model."""
+
+    def __init__(self, max_in_flight: int,
+                 latency_sample_interval: float = LATENCY_SAMPLE_INTERVAL):
         self.max_in_flight = max_in_flight
+        self.latency_sample_interval = latency_sample_interval
         self.in_flight = 0
         self.stats: Dict[str, ShadowStats] = {}
         self._tasks: set = set()
+        self._waiting: Dict[Tuple[str, str], Tuple[SendCopies, List[_Copy]]] = {}
+        self._last_timed = float("-inf")
 
     def stats_of(self, name: str, rule: RouteRule) -> ShadowStats:
         found = self.stats.get(name)
@@ -115,9 +146,9 @@ class Shadowing:
         return found
 
     def send(self, name: str, rule: RouteRule, served_answer: Any, served_seconds: float,
-             call) -> None:
-        """Record the served call; send the copy (``call()``: a coroutine giving the shadow's
-        answer) in the background unless too many are pending."""
+             document: Any, send_copies: SendCopies) -> None:
+        """Record the served call; copy ``document`` to the shadow version in the
+        background unless too many copies are pending."""
         stats = self.stats_of(name, rule)
         if rule.percent < 100 and random.random() * 100 >= rule.percent:
             return  # sampled out: a copy costs a second inference on the same machine
@@ -127,28 +158,60 @@ class Shadowing:
             stats.dropped += 1
             return
         self.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._copy(stats, served_answer, call))
+        copy = (stats, document, served_answer)
+        now = time.monotonic()
+        if now - self._last_timed >= self.latency_sample_interval:
+            self._last_timed = now
+            self._start(self._copy([copy], send_copies, timed=True))
+            return
+        key = (name, rule.version)
+        _, waiting = self._waiting.setdefault(key, (send_copies, []))
+        waiting.append(copy)
+        if len(waiting) >= BATCH_MAX:
+            self._flush(key)
+        elif len(waiting) == 1:
+            asyncio.get_running_loop().call_later(BATCH_WINDOW, self._flush, key)
+
+    def _flush(self, key: Tuple[str, str]) -> None:
+        send_copies, batch = self._waiting.pop(key, (None, []))
+        if batch:
+            self._start(self._copy(batch, send_copies))
+
+    def _start(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _copy(self, stats: ShadowStats, served_answer: Any, call) -> None:
+    async def _copy(self, batch: List[_Copy], send_copies: SendCopies,
+                    timed: bool = False) -> None:
         started = time.perf_counter()
         try:
-            answer = await call()
-        except Exception:  # the shadow's failure is data, never the caller's problem
-            stats.errors += 1
-            return
-        finally:
+            answers = await send_copies([document for _, document, _ in batch])
+        except ModelFailed as exc:
+            if len(batch) > 1:  # one copy failed the shared call: each again, alone
+                await asyncio.gather(*(self._copy([one], send_copies) for one in batch))
+                return
+            _failed(batch, exc)  # the shadow's failure is data, never the caller's
             self.in_flight -= 1
-        stats.shadow_seconds.append(time.perf_counter() - started)
-        stats.answered += 1
-        same, delta = compare(served_answer, answer)
-        stats.agreed += same
-        if delta is not None:
-            stats.deltas += 1
-            stats.delta_sum += delta
-            stats.delta_max = max(stats.delta_max, delta)
+            return
+        except Exception as exc:
+            _failed(batch, exc)
+            self.in_flight -= len(batch)
+            return
+        self.in_flight -= len(batch)
+        for (stats, _, served_answer), answer in zip(batch, answers):
+            if timed:
+                stats.shadow_seconds.append(time.perf_counter() - started)
+            stats.answered += 1
+            same, delta = compare(served_answer, answer)
+            stats.agreed += same
+            if delta is not None:
+                stats.deltas += 1
+                stats.delta_sum += delta
+                stats.delta_max = max(stats.delta_max, delta)
 
     async def drain(self) -> None:
+        for key in list(self._waiting):  # copies still in their window go now
+            self._flush(key)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)

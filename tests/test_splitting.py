@@ -1,13 +1,16 @@
 """Canary and shadow on the real stack (echo, two versions), and their pure logic."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from mlplatform.gateway.splitting import canary_bucket, compare
+from mlplatform.gateway.errors import ModelFailed
+from mlplatform.gateway.splitting import Shadowing, canary_bucket, compare
+from mlplatform.pyfunc_models.conventions import SHADOW, RouteRule
 
 SERVED_TAG = "mlplatform.served.local"
 
@@ -19,6 +22,41 @@ def test_a_canary_key_always_lands_on_the_same_side():
     assert [canary_bucket(k) for k in keys] == [canary_bucket(k) for k in keys]
     share = sum(canary_bucket(k) < 10 for k in keys) / len(keys)
     assert 0.07 < share < 0.13  # a hash spreads keys evenly: ~10 % below 10
+
+
+def test_shadow_copies_go_in_batches_and_one_bad_copy_fails_alone():
+    """A burst of calls: one V2 request for the copies, plus the timed single one; a
+    document that makes the shadow fail is retried alone and counted alone."""
+    sent = []
+
+    async def shadow_model(documents):  # a stand-in for the shadow version on MLServer
+        sent.append(list(documents))
+        if any(d == "bad" for d in documents):
+            raise ModelFailed("bad document")
+        return [{"class": d % 2} for d in documents]
+
+    async def burst():
+        shadowing = Shadowing(max_in_flight=1000, latency_sample_interval=3600)  # 1 timed
+        rule = RouteRule(SHADOW, "challenger", "2", 100.0)
+        for n in range(204):
+            shadowing.send("m", rule, {"class": 0}, 0.001, n, shadow_model)
+        shadowing.send("m", rule, {"class": 0}, 0.001, "bad", shadow_model)  # the last
+        await shadowing.drain()
+        return shadowing
+
+    shadowing = asyncio.run(burst())
+    report = shadowing.stats["m"].report()
+    total = 205
+    singles = 1
+    batched = total - singles
+    # the timed singles, one shared request (it holds "bad" and fails), then its copies
+    # again one by one
+    assert sorted(len(batch) for batch in sent) == [1] * (singles + batched) + [batched]
+    assert report["calls"] == total and report["answered"] == total - 1
+    assert report["errors"] == 1
+    assert report["agreement_rate"] == 0.5  # even documents agree with class 0
+    assert len(shadowing.stats["m"].shadow_seconds) == singles  # only single copies timed
+    assert shadowing.in_flight == 0
 
 
 @pytest.mark.parametrize("served, shadow, same, delta", [
@@ -104,7 +142,8 @@ def test_shadow_answers_from_the_served_version_and_compares(served, two_version
         return report if report["calls"] >= before + 40 and done == report["calls"] else None
 
     report = eventually(settled)
-    assert (report["version"], report["errors"], report["agreement_rate"]) == (challenger, 0, 1.0)
+    assert (report["version"], report["errors"], report["agreement_rate"]) == (
+        challenger, 0, 1.0), report
     assert report["served_latency_ms"]["p99"] > 0 and report["shadow_latency_ms"]["p50"] > 0
 
 
@@ -122,4 +161,4 @@ def test_a_failing_shadow_never_reaches_the_caller(served, two_versions):
     assert all(a == (200, served_now, {"result": 2 * n}) for n, a in enumerate(answers))
     report = eventually(lambda: (r := requests.get(served.gateway_url + "/models/echo/shadow",
                                                    timeout=30).json())["errors"] > 0 and r)
-    assert report["errors"] > 0
+    assert report["errors"] > 0 and report["last_error"], report
