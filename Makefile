@@ -6,11 +6,17 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo down test test-fast lint bench install clean
 
+HUB := infra/jupyterhub
+PROXY := $(HUB)/node_modules/.bin/configurable-http-proxy
+
 # Create the venv if missing; reinstall when the package metadata or the pins change.
-$(STAMP): setup.cfg pyproject.toml constraints.txt
+# JupyterHub's proxy comes from npm into infra/jupyterhub/node_modules (no -g).
+$(STAMP): setup.cfg pyproject.toml constraints.txt $(HUB)/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,jupyter]"
+	bash scripts/ensure_package.sh npm command -v npm
+	npm ci --prefix $(HUB) --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
 install: $(STAMP)

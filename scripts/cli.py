@@ -99,29 +99,43 @@ _mlserver_options = _options(  # shared by `up` and `mlserver-config`
 @click.option("--gateway-port", type=int, help="REST gateway port [8080].")
 @click.option("--s3-endpoint-url", help="S3 endpoint (MinIO) for artifacts; default: local folder.")
 @click.option("--s3-bucket", help="Bucket for artifacts [mlplatform].")
+@click.option("--jupyterhub", "with_jupyterhub", is_flag=True,
+              help="Also start JupyterHub (needs MLPLATFORM_JUPYTERHUB_PASSWORD; "
+                   "infra/jupyterhub/README.md).")
+@click.option("--jupyterhub-port", type=int, help="JupyterHub port [6000].")
+@click.option("--jupyterhub-public", is_flag=True, default=None,
+              help="Let other machines reach the hub (bind 0.0.0.0; default 127.0.0.1).")
 @click.pass_context
 @_friendly_errors
-def up(ctx: click.Context, **flags: Any) -> None:
-    """Start MLflow and MLServer, or reuse them if they are already healthy."""
+def up(ctx: click.Context, with_jupyterhub: bool, jupyterhub_public: Optional[bool],
+       **flags: Any) -> None:
+    """Start MLflow, MLServer and the gateway (and JupyterHub), or reuse healthy ones."""
     from .stack import up as start_stack
 
+    if jupyterhub_public:
+        flags["jupyterhub_ip"] = "0.0.0.0"
     settings = _settings(ctx, **flags)
-    state = start_stack(settings, report=click.echo)
+    state = start_stack(settings, report=click.echo, with_jupyterhub=with_jupyterhub)
     mlflow, mlserver = state.components["mlflow"], state.components["mlserver"]
     gateway = state.components["gateway"]
     click.echo(f"\nMLflow UI:        {mlflow.url}\nMLServer V2 docs: {mlserver.url}/v2/docs\n"
                f"Gateway:          {gateway.url} (API docs {gateway.url}/docs)\n"
                f"State and logs:   {settings.state_path}")
+    if "jupyterhub" in state.components:
+        click.echo(f"JupyterHub:       {state.components['jupyterhub'].url}")
 
 
 @main.command()
+@click.argument("components", nargs=-1,
+                type=click.Choice(["jupyterhub", "gateway", "mlserver", "mlflow", "minio"]))
 @click.pass_context
 @_friendly_errors
-def down(ctx: click.Context) -> None:
-    """Stop every process that `mlplatform up` (or `minio up`) started."""
+def down(ctx: click.Context, components: tuple) -> None:
+    """Stop every process that `mlplatform up` (or `minio up`) started, or only COMPONENTS
+    (e.g. `mlplatform down jupyterhub`)."""
     from .stack import down as stop_stack
 
-    stop_stack(_settings(ctx), report=click.echo)
+    stop_stack(_settings(ctx), report=click.echo, only=components)
 
 
 @main.command()
@@ -141,7 +155,7 @@ def status(ctx: click.Context) -> None:
 
 @main.command()
 @click.argument("component", required=False,
-                type=click.Choice(["mlflow", "mlserver", "gateway", "minio"]))
+                type=click.Choice(["mlflow", "mlserver", "gateway", "minio", "jupyterhub"]))
 @click.option("-n", "--lines", default=40, show_default=True, help="Lines to show from the end.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 @click.pass_context

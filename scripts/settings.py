@@ -57,6 +57,15 @@ class PlatformSettings(BaseSettings):
     minio_port: int = 9000
     minio_console_port: int = 9001
 
+    # JupyterHub (`mlplatform up --jupyterhub`; seed 001: hub 6000, proxy API 6001).  The
+    # shared password comes from the environment or .env only -- never from a file in git.
+    jupyterhub_ip: str = "127.0.0.1"
+    jupyterhub_port: int = 6000
+    jupyterhub_proxy_api_port: int = 6001
+    jupyterhub_hub_port: int = 6002  # the hub's own API, reached through the proxy
+    jupyterhub_password: Optional[SecretStr] = None
+    jupyterhub_users: str = ""  # who may log in, comma-separated; empty: anyone with the password
+
     @property
     def state_path(self) -> Path:
         return self.state_dir.expanduser().resolve()

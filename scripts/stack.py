@@ -13,23 +13,25 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import requests
 
 from mlplatform.mlserver_configs.generator import ServerOptions, write_server_settings
 from mlplatform.mlserver_configs.serving import ServingTarget
 
+from . import jupyterhub
 from .processes import ManagedProcess, StartupError, port_is_free, spawn, wait_until
 from .s3 import ensure_bucket
 from .settings import PlatformSettings
 
 STATE_FILE = "state.json"
 LABELS = {"minio": "MinIO", "mlflow": "MLflow tracking server", "mlserver": "MLServer",
-          "gateway": "gateway"}
+          "gateway": "gateway", "jupyterhub": "JupyterHub"}
 HEALTH_PATHS = {"minio": "/minio/health/live", "mlflow": "/health", "mlserver": "/v2/health/live",
-                "gateway": "/health"}
-STOP_ORDER = ("gateway", "mlserver", "mlflow", "minio")
+                "gateway": "/health", "jupyterhub": jupyterhub.HEALTH_PATH}
+STOP_ORDER = ("jupyterhub", "gateway", "mlserver", "mlflow", "minio")
+OPTIONAL = ("minio", "jupyterhub")  # shown by `status` only when started
 
 Report = Callable[[str], None]
 
@@ -114,10 +116,20 @@ def gateway_url(settings: PlatformSettings) -> str:
 # ---------------------------------------------------------------- up / down
 
 
-def up(settings: PlatformSettings, report: Report = print) -> StackState:
-    """Start MLflow and MLServer unless healthy ones are running already."""
+def up(settings: PlatformSettings, report: Report = print,
+       with_jupyterhub: bool = False) -> StackState:
+    """Start MLflow, MLServer and the gateway (and JupyterHub if asked) unless healthy
+    ones are running already."""
     state = StackState(settings.state_path)
     started: List[str] = []
+    if with_jupyterhub:  # refuse before starting anything: no password, no proxy
+        try:
+            jupyterhub.command()
+            jupyterhub.proxy_executable()
+            if settings.jupyterhub_password is None:
+                raise jupyterhub.HubSetupError(jupyterhub.NO_PASSWORD)
+        except jupyterhub.HubSetupError as exc:
+            raise StackError(str(exc)) from None
     try:
         if _reuse(state, "mlflow", report):
             pass
@@ -130,6 +142,9 @@ def up(settings: PlatformSettings, report: Report = print) -> StackState:
         if not _reuse(state, "gateway", report):
             _start_gateway(settings, state, report)
             started.append("gateway")
+        if with_jupyterhub and not _reuse(state, "jupyterhub", report):
+            _start_jupyterhub(settings, state, report)
+            started.append("jupyterhub")
     except BaseException:
         for name in reversed(started):
             state.components.pop(name).stop()
@@ -243,6 +258,26 @@ def _start_gateway(settings: PlatformSettings, state: StackState, report: Report
     report(f"gateway started at {url} (API docs at {url}/docs)")
 
 
+def _start_jupyterhub(settings: PlatformSettings, state: StackState, report: Report) -> None:
+    require_free_ports(settings.jupyterhub_ip, {
+        "HTTP": settings.jupyterhub_port, "proxy API": settings.jupyterhub_proxy_api_port,
+        "hub API": settings.jupyterhub_hub_port}, "jupyterhub")
+    try:
+        env = jupyterhub.environment(
+            settings, mlflow_url=state.components["mlflow"].url,
+            mlserver_url=state.components["mlserver"].url,
+            gateway_url=state.components["gateway"].url)
+        command = jupyterhub.command()
+    except jupyterhub.HubSetupError as exc:
+        raise StackError(str(exc)) from None
+    url = jupyterhub.public_url(settings)
+    _launch(state, settings, "jupyterhub", command, env=env, url=url,
+            ports={"http": settings.jupyterhub_port, "proxy_api": settings.jupyterhub_proxy_api_port,
+                   "hub": settings.jupyterhub_hub_port})
+    report(f"JupyterHub started at {url} (shared-password login; notebooks in each new "
+           "user's home)")
+
+
 def server_options(settings: PlatformSettings, *, managed: bool = True) -> ServerOptions:
     """MLServer's settings from ours.  The managed stack loads models through the
     repository API (one failing model cannot stop the server); a config for a
@@ -254,11 +289,15 @@ def server_options(settings: PlatformSettings, *, managed: bool = True) -> Serve
     )
 
 
-def down(settings: PlatformSettings, report: Report = print) -> List[str]:
-    """Stop every process this state folder started; returns their names."""
+def down(settings: PlatformSettings, report: Report = print,
+         only: Sequence[str] = ()) -> List[str]:
+    """Stop every process this state folder started (or just the ``only`` ones); returns
+    their names."""
     state = StackState(settings.state_path)
     stopped = []
     for name in STOP_ORDER:
+        if only and name not in only:
+            continue
         process = state.components.pop(name, None)
         if process is None:
             continue
@@ -288,10 +327,10 @@ class ComponentStatus:
 def status(settings: PlatformSettings) -> List[ComponentStatus]:
     state = StackState(settings.state_path)
     rows = []
-    for name in ("minio", "mlflow", "mlserver", "gateway"):
+    for name in ("minio", "mlflow", "mlserver", "gateway", "jupyterhub"):
         process = state.components.get(name)
         if process is None:
-            if name != "minio":
+            if name not in OPTIONAL:
                 rows.append(ComponentStatus(name, None, None, "stopped"))
             continue
         if not process.is_running():
