@@ -148,7 +148,7 @@ def status(ctx: click.Context) -> None:
     rows = stack_status(_settings(ctx))
     for row in rows:
         pid = row.pid if row.pid is not None else "-"
-        click.echo(f"{row.name:<9} {row.state:<10} pid {pid:<8} {row.url or '-':<24} {row.detail}")
+        click.echo(f"{row.name:<10} {row.state:<10} pid {pid:<8} {row.url or '-':<24} {row.detail}")
     if any(row.state != "healthy" for row in rows):
         ctx.exit(1)
 

@@ -2,6 +2,7 @@
 reaches MLflow, S3, MLServer and the gateway, and JupyterLab renders through the hub."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -61,8 +62,10 @@ def test_without_a_password_the_hub_does_not_start(served):
     assert "Traceback" not in result.stderr
 
 
-def test_the_hub_refuses_a_wrong_password_and_strangers(hub):
+def test_the_hub_refuses_a_wrong_password_and_strangers(hub, served):
     assert requests.get(hub + "/hub/health", timeout=30).status_code == 200
+    assert re.search(r"^jupyterhub\s+healthy", served.cli("status").stdout, re.MULTILINE)
+    assert "JupyterHub is now running" in served.cli("logs", "jupyterhub", "-n", "400").stdout
     assert not HubUser(hub, USER).login("wrong-password")
     assert not HubUser(hub, "mallory").login(PASSWORD)  # not an allowed user
 
