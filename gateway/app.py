@@ -24,6 +24,7 @@ from .errors import install
 from .files import JobFiles
 from .follower import AliasFollower
 from .limits import BodySizeLimit
+from .metrics import GatewayMetrics, MetricsMiddleware
 from .registry import RegistryReader
 from .request_id import RequestIdMiddleware, configure_logging
 from .routers import inference, jobs, lifecycle, models, service
@@ -66,6 +67,7 @@ def create_app(settings: Optional[GatewaySettings] = None,
         from .jobs import JobWorker
 
         shared = app.state.gateway = gateway or build(settings)
+        _measure(shared, metrics)
         shared.worker = JobWorker(shared.store, settings)
         await shared.worker.start()
         shared.follower = AliasFollower(shared)
@@ -92,15 +94,23 @@ def create_app(settings: Optional[GatewaySettings] = None,
                               "bad request, 401 unauthorized, 403 the model failed, 413 too "
                               "large, 503 model server unavailable.")
     app.state.settings = settings
+    metrics = app.state.metrics = GatewayMetrics()
     if gateway is not None:
         app.state.gateway = gateway
+        _measure(gateway, metrics)
     install(app)
     app.add_middleware(BodySizeLimit, limit_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     for area in (service, inference, models, jobs, lifecycle):
         app.include_router(area.router(settings))
     _docs(app)
     return app
+
+
+def _measure(gateway: Gateway, metrics: GatewayMetrics) -> None:
+    gateway.metrics = metrics
+    gateway.coalescer.on_send = lambda key, documents: metrics.observe_shared(key[0], documents)
 
 
 DOCS_ASSETS = "/docs/assets"

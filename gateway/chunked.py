@@ -53,6 +53,9 @@ async def answer(gateway: Gateway, served: ServedModel, source: BinaryIO, filena
     """The route's answer for a CSV upload: ``/forward_batch`` (``label`` None) or
     ``/evaluate``."""
     scored = await _score_all(gateway, served, source, filename, label)
+    if gateway.metrics is not None:
+        gateway.metrics.observe_rows("/forward_batch" if label is None else "/evaluate",
+                                     scored.served.name, scored.rows)
     head: Dict[str, Any] = {"model": scored.served.name, "version": scored.served.version,
                             "rows": scored.rows}
     if label is not None:

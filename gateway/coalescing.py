@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Deque, Dict, List, Set, Tuple
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .errors import ModelFailed
 
@@ -44,6 +44,8 @@ class Coalescer:
         self.max_in_flight = max_in_flight
         self._lanes: Dict[Tuple[str, str], _Lane] = {}
         self._drainers: Set[asyncio.Task] = set()  # asyncio keeps only weak references
+        # Told (model key, documents) for every V2 request sent: the metrics' group sizes.
+        self.on_send: Optional[Callable[[Tuple[str, str], int], None]] = None
 
     async def score(self, key: Tuple[str, str], document: Any, send: SendDocuments) -> Any:
         """The model's answer to ``document``; ``send`` is how to reach the model."""
@@ -52,25 +54,27 @@ class Coalescer:
             # Nobody waiting: send it from here (no task, no future: a lone client pays
             # nothing for sharing), then hand any queue that formed meanwhile to a drainer.
             lane.in_flight += 1
+            if self.on_send is not None:
+                self.on_send(key, 1)
             try:
                 return (await send([document]))[0]
             finally:
                 lane.in_flight -= 1
                 if lane.pending and lane.in_flight < self.max_in_flight:
-                    self._start_drainer(lane, send)
+                    self._start_drainer(lane, send, key)
         future = asyncio.get_running_loop().create_future()
         lane.pending.append((document, future))
         if lane.in_flight < self.max_in_flight:
-            self._start_drainer(lane, send)
+            self._start_drainer(lane, send, key)
         return await future
 
-    def _start_drainer(self, lane: _Lane, send: SendDocuments) -> None:
+    def _start_drainer(self, lane: _Lane, send: SendDocuments, key: Tuple[str, str]) -> None:
         lane.in_flight += 1
-        task = asyncio.ensure_future(self._drain(lane, send))
+        task = asyncio.ensure_future(self._drain(lane, send, key))
         self._drainers.add(task)
         task.add_done_callback(self._drainers.discard)
 
-    async def _drain(self, lane: _Lane, send: SendDocuments) -> None:
+    async def _drain(self, lane: _Lane, send: SendDocuments, key: Tuple[str, str]) -> None:
         """Send what waits, in batches, until nothing does (``in_flight`` counted by the caller)."""
         try:
             while lane.pending:
@@ -78,6 +82,8 @@ class Coalescer:
                 batch = [lane.pending.popleft() for _ in range(count)]
                 batch = [(document, future) for document, future in batch if not future.done()]
                 if batch:  # callers that went away are not sent
+                    if self.on_send is not None:
+                        self.on_send(key, len(batch))
                     await self._send(batch, send)
         finally:
             lane.in_flight -= 1

@@ -57,6 +57,7 @@ ID_PROBLEM = "the id is not a whole number from 1 to 2147483647"
 
 ROUTES: Tuple[Route, ...] = (
     Route("GET", "/health", ()),
+    Route("GET", "/metrics", ()),
     Route("GET", "/ready", (Outcome(503, "MLServer or one of the routes' models is not ready "
                                          "(the body says which; each probe times out after "
                                          "2 s)"),)),

@@ -149,6 +149,8 @@ class ModelDirectory:
         if not versions:
             await self._not_served(wanted.name, loaded, default)
         version = await self._version(wanted, versions)
+        if version not in versions:  # maybe loaded since the index was read (deploy, route)
+            versions = (await self.loaded(refresh=True)).get(wanted.name) or set()
         if version not in versions:
             how = f"@{wanted.alias} is version {version}" if wanted.alias else f"/{version}"
             raise Unavailable(f"{wanted.name}{how}, which is not served (served: "

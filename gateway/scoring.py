@@ -34,7 +34,7 @@ from mlplatform.pyfunc_models.wire import (
 from . import batch
 from .context import Gateway
 from .directory import ServedModel
-from .errors import GatewayError, ModelFailed, NotLoaded
+from .errors import GatewayError, ModelFailed, NotLoaded, Unavailable
 from .splitting import takes_canary
 from .request_id import current_request_id
 from .table import infer_in_parts, table_answers
@@ -167,7 +167,15 @@ async def score_with_shadow(gateway: Gateway, served: ServedModel, document: Any
     answer, served = await score_document(gateway, served, document)
 
     async def copies(documents: List[Any]) -> List[Any]:
-        other = await gateway.directory.resolve(f"{served.name}/{shadow.version}")
+        reference = f"{served.name}/{shadow.version}"
+        try:
+            other = await gateway.directory.resolve(reference)
+        except Unavailable:
+            # `mlplatform route` loads the shadow version before it writes the rule, so an
+            # index that lacks it predates the rule: read it again, once (found by a 10 s
+            # window of failed copies in the shadow test).
+            await gateway.directory.loaded(asked_after=time.monotonic())
+            other = await gateway.directory.resolve(reference)
         if (len(documents) > 1 and other.accepts_table
                 and all(isinstance(d, dict) for d in documents)):
             # the batch as one table (the /forward_batch path): no JSON per document
@@ -192,6 +200,13 @@ def as_dict(answer: Any) -> Dict[str, Any]:
 def render(payload: Any) -> bytes:
     """JSON bytes, as ``ORJSONResponse`` would write them (for rendering in a thread)."""
     return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def answered(gateway: Gateway, served: ServedModel, answer: Any) -> Response:
+    """A single call's answer, counted in the metrics by predicted class and score."""
+    if gateway.metrics is not None:
+        gateway.metrics.observe_answer(served.name, served.version, answer)
+    return with_model(shaped(served, answer), served)
 
 
 def with_model(payload: Any, served: ServedModel) -> Response:

@@ -19,6 +19,7 @@ from mlplatform.gateway.app import build, create_app
 from mlplatform.gateway.registry import RegisteredModel, VersionFormats
 from mlplatform.gateway.settings import GatewaySettings
 from mlplatform.gateway.upstream import not_loaded
+from mlplatform.pyfunc_models.conventions import SHADOW, RouteRule
 
 
 class FakeV2:
@@ -65,9 +66,11 @@ class FakeRegistry:
     def __init__(self, served: Optional[str], aliases: Dict[str, str]):
         self.served, self.aliases = served, aliases
         self.params: tuple = ()
+        self.route: Optional[RouteRule] = None
 
     async def model(self, name: str) -> Optional[RegisteredModel]:
-        return RegisteredModel(name, self.served, dict(self.aliases)) if name == "echo" else None
+        return (RegisteredModel(name, self.served, dict(self.aliases), self.route)
+                if name == "echo" else None)
 
     async def formats(self, name: str, version: str) -> VersionFormats:
         return VersionFormats(params=self.params)
@@ -149,6 +152,25 @@ def test_calls_to_a_retired_version_read_the_index_once_after_the_first_failure(
     answers = [client.post("/forward", json={"a": a}) for a in (1, 2, 3)]
     assert [(r.status_code, r.headers["x-model-version"]) for r in answers] == [(200, "2")] * 3
     assert upstream.index_reads == reads + 1
+
+
+def test_shadow_copies_reach_a_version_loaded_after_the_index_was_read(client, parts):
+    """Found in CI: `route` loads the shadow version, then writes the rule; an index read
+    before the load made every copy fail for up to REGISTRY_TTL seconds."""
+    _, upstream, registry, gateway = parts
+    gateway.directory._index = (time.monotonic(), {"echo": {"1"}})  # read before the load
+    registry.route = RouteRule(SHADOW, "challenger", "2", 100.0)
+    for a in (1, 2, 3):
+        assert client.post("/forward", json={"a": a}).headers["x-model-version"] == "1"
+    deadline = time.monotonic() + 30  # a bound for a hang, not a measurement
+    while True:
+        report = client.get("/models/echo/shadow").json()
+        if report["answered"] + report["errors"] == 3:
+            break
+        assert time.monotonic() < deadline, report
+        time.sleep(0.05)
+    assert (report["answered"], report["errors"]) == (3, 0), report
+    assert {c["version"] for c in upstream.calls} == {"1", "2"}
 
 
 def test_a_pinned_version_is_never_re_routed(client, parts):

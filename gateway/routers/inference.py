@@ -55,13 +55,13 @@ def router(settings: GatewaySettings) -> APIRouter:
                                  field="image")
             if not parameters:  # shared with concurrent calls (parameters are per request)
                 answer, served = await scoring.score_with_shadow(gateway, served, data, shadow)
-                return scoring.with_model(scoring.shaped(served, answer), served)
+                return scoring.answered(gateway, served, answer)
             body = documents_request([data], served.name)
         if parameters:
             body["parameters"] = parameters
         answers, served = await scoring.on_served_version(
             gateway, served, lambda model: scoring.infer(gateway, model, body))
-        return scoring.with_model(scoring.shaped(served, answers[0]), served)
+        return scoring.answered(gateway, served, answers[0])
 
     @routes.post("/forward_batch", tags=["inference"],
                  summary="Many inputs -> answers in input order",
@@ -74,6 +74,8 @@ def router(settings: GatewaySettings) -> APIRouter:
                 return await chunked.answer(gateway, served, upload.file, upload.filename, None)
             rows, _ = await parsing.batch_rows(upload, served, settings.max_unpacked_bytes, None)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
+        if gateway.metrics is not None:
+            gateway.metrics.observe_rows("/forward_batch", served.name, len(answers))
 
         def report() -> bytes:  # 100k+ rows of answers: built and rendered off the event loop
             results = [{"row": i, **key, **scoring.as_dict(scoring.shaped(served, a))}
@@ -99,6 +101,8 @@ def router(settings: GatewaySettings) -> APIRouter:
             rows, truth = await parsing.batch_rows(upload, served, settings.max_unpacked_bytes,
                                                    label)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
+        if gateway.metrics is not None:
+            gateway.metrics.observe_rows("/evaluate", served.name, len(answers))
 
         def report() -> bytes:  # metrics and rows computed and rendered off the event loop
             results = [{"row": i, **key, "label": t,
@@ -118,7 +122,7 @@ def router(settings: GatewaySettings) -> APIRouter:
         if not isinstance(data, dict):
             raise BadRequest("expected one transaction as a JSON object", field="body")
         answer, served = await scoring.score_with_shadow(gateway, served, data, shadow)
-        return scoring.with_model(answer, served)
+        return scoring.answered(gateway, served, answer)
 
     @routes.post("/predict", tags=["fraud"], summary="Binary fraud on one transaction",
                  openapi_extra=openapi.json_body(openapi.TRANSACTION))

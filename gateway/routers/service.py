@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from mlplatform.pyfunc_models.conventions import ModelReference
 
 from ..auth import predict_guard
 from ..context import gateway_of
 from ..errors import GatewayError
+from ..metrics import CONTENT_TYPE
 from ..settings import GatewaySettings
 
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
@@ -33,6 +34,11 @@ def router(settings: GatewaySettings) -> APIRouter:
     @routes.get("/health", summary="The gateway process is up")
     async def health() -> Dict[str, str]:
         return {"status": "ok"}
+
+    @routes.get("/metrics", response_class=PlainTextResponse,
+                summary="Prometheus metrics: requests, latency, answers, batch and sharing sizes")
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
     @routes.get("/ready", summary="MLServer and the routes' models are ready")
     async def ready(request: Request) -> JSONResponse:

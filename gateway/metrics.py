@@ -1,0 +1,130 @@
+"""The gateway's Prometheus metrics, served at ``GET /metrics`` (text format 0.0.4).
+
+Every series is labelled only with values the gateway bounds itself, so a caller
+cannot create series: ``route`` is the route's template (``/models/{name}/versions``,
+or ``unmatched``), ``model`` / ``version`` come from the answer's ``X-Model-Name`` /
+``X-Model-Version`` headers (set only when a served model answered; empty otherwise,
+so ``?model=nosuch`` adds nothing), and a model's predicted classes are capped at
+``MAX_CLASSES`` per model (the rest count as ``other``).
+
+The request counter and latency histogram are taken in an ASGI middleware around the
+whole app (errors included); the answer distribution for single calls is observed
+by the routes (``observe_answer``); batch sizes by the batch routes; request-sharing
+group sizes by the coalescer.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Optional, Set
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .evaluation import PREDICTION_KEYS, SCORE_KEYS, normal
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+UNMATCHED = "unmatched"
+MAX_CLASSES = 50
+OTHER = "other"
+# seconds: a cached single call answers in ~1-5 ms, a 100k-row batch in seconds
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0)
+ROW_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+SHARED_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mlplatform_gateway_requests", "Answered requests by route, model, version and "
+            "HTTP status code.", ["route", "method", "model", "version", "code"],
+            registry=self.registry)
+        self.latency = Histogram(
+            "mlplatform_gateway_request_duration_seconds", "Time from the request's arrival "
+            "to the end of its answer.", ["route", "model"], buckets=LATENCY_BUCKETS,
+            registry=self.registry)
+        self.batch_rows = Histogram(
+            "mlplatform_gateway_batch_rows", "Rows (or files) per batch request.",
+            ["route", "model"], buckets=ROW_BUCKETS, registry=self.registry)
+        self.shared = Histogram(
+            "mlplatform_gateway_shared_request_documents", "Documents per V2 request that "
+            "concurrent single calls shared (1: a call went alone).", ["model"],
+            buckets=SHARED_BUCKETS, registry=self.registry)
+        self.scores = Histogram(
+            "mlplatform_gateway_prediction_score", "The score of single-call answers "
+            "(e.g. fraud_probability), by model and version.", ["model", "version"],
+            buckets=SCORE_BUCKETS, registry=self.registry)
+        self.predictions = Counter(
+            "mlplatform_gateway_predictions", "Single-call answers by predicted class.",
+            ["model", "version", "predicted"], registry=self.registry)
+        self._classes: Dict[str, Set[str]] = {}
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observe_answer(self, model: str, version: Optional[str], answer: Any) -> None:
+        """The predicted class and score of one answer, when it has them."""
+        if not isinstance(answer, dict):
+            return
+        version = version or ""
+        for key in PREDICTION_KEYS:
+            if key in answer:
+                self.predictions.labels(model, version, self._bounded(model, answer[key])).inc()
+                break
+        for key in SCORE_KEYS:
+            value = answer.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.scores.labels(model, version).observe(float(value))
+                break
+
+    def observe_rows(self, route: str, model: str, rows: int) -> None:
+        self.batch_rows.labels(route, model).observe(rows)
+
+    def observe_shared(self, model: str, documents: int) -> None:
+        self.shared.labels(model).observe(documents)
+
+    def _bounded(self, model: str, value: Any) -> str:
+        text = normal(value)
+        seen = self._classes.setdefault(model, set())
+        if text in seen:
+            return text
+        if len(seen) >= MAX_CLASSES or len(text) > 64:
+            return OTHER
+        seen.add(text)
+        return text
+
+
+class MetricsMiddleware:
+    """Counts every answer and times it, labelled by route template and model."""
+
+    def __init__(self, app, metrics: GatewayMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        answer: Dict[str, Any] = {"code": 500, "model": "", "version": ""}
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                answer["code"] = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name == b"x-model-name":
+                        answer["model"] = value.decode("latin-1")
+                    elif name == b"x-model-version":
+                        answer["version"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED
+            model = answer["model"]
+            self.metrics.requests.labels(template, scope["method"], model, answer["version"],
+                                         str(answer["code"])).inc()
+            self.metrics.latency.labels(template, model).observe(time.perf_counter() - started)
