@@ -25,9 +25,10 @@ from .files import JobFiles
 from .follower import AliasFollower
 from .limits import BodySizeLimit
 from .metrics import GatewayMetrics, MetricsMiddleware
+from .monitoring import Monitoring
 from .registry import RegistryReader
 from .request_id import RequestIdMiddleware, configure_logging
-from .routers import inference, jobs, lifecycle, models, service
+from .routers import inference, jobs, lifecycle, models, monitoring, service
 from .settings import GatewaySettings
 from .splitting import Shadowing
 from .store import Store
@@ -37,7 +38,8 @@ TITLE = "mlplatform gateway"
 
 
 def build(settings: GatewaySettings, upstream: Optional[V2Upstream] = None,
-          registry: Optional[RegistryReader] = None) -> Gateway:
+          registry: Optional[RegistryReader] = None,
+          metrics: Optional[GatewayMetrics] = None) -> Gateway:
     """The shared objects; ``upstream`` and ``registry`` may be given (tests with fakes)."""
     upstream = upstream or V2Upstream(settings.mlserver_url, settings.timeout)
     registry = registry or RegistryReader(settings.tracking_uri, settings.target)
@@ -50,11 +52,14 @@ def build(settings: GatewaySettings, upstream: Optional[V2Upstream] = None,
         tables = GrpcUpstream(settings.mlserver_grpc, settings.timeout, settings.max_body_bytes)
     else:
         tables = upstream
+    store = Store(settings.database_url)
+    monitoring = Monitoring(settings, metrics or GatewayMetrics(), registry, store)
+    coalescer = Coalescer(max_batch=max(1, settings.coalesce_max_batch))
+    coalescer.on_send = monitoring.shared
     return Gateway(settings=settings, upstream=upstream, tables=tables, registry=registry,
                    directory=ModelDirectory(upstream, registry, settings.registry_ttl),
-                   coalescer=Coalescer(max_batch=max(1, settings.coalesce_max_batch)),
-                   store=Store(settings.database_url), files=JobFiles(settings.jobs_storage),
-                   shadowing=Shadowing(settings.shadow_max_in_flight))
+                   coalescer=coalescer, store=store, files=JobFiles(settings.jobs_storage),
+                   shadowing=Shadowing(settings.shadow_max_in_flight), monitoring=monitoring)
 
 
 def create_app(settings: Optional[GatewaySettings] = None,
@@ -66,8 +71,8 @@ def create_app(settings: Optional[GatewaySettings] = None,
     async def lifespan(app: FastAPI):
         from .jobs import JobWorker
 
-        shared = app.state.gateway = gateway or build(settings)
-        _measure(shared, metrics)
+        shared = app.state.gateway = gateway or build(settings, metrics=metrics)
+        await shared.monitoring.start()
         shared.worker = JobWorker(shared.store, settings)
         await shared.worker.start()
         shared.follower = AliasFollower(shared)
@@ -82,6 +87,7 @@ def create_app(settings: Optional[GatewaySettings] = None,
         finally:
             await shared.follower.stop()
             await shared.worker.stop()
+            await shared.monitoring.stop()
             await shared.upstream.close()
             await shared.registry.close()
             if shared.tables is not shared.upstream:
@@ -94,23 +100,18 @@ def create_app(settings: Optional[GatewaySettings] = None,
                               "bad request, 401 unauthorized, 403 the model failed, 413 too "
                               "large, 503 model server unavailable.")
     app.state.settings = settings
-    metrics = app.state.metrics = GatewayMetrics()
+    metrics = gateway.monitoring.metrics if gateway is not None else GatewayMetrics()
     if gateway is not None:
         app.state.gateway = gateway
-        _measure(gateway, metrics)
     install(app)
     app.add_middleware(BodySizeLimit, limit_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for area in (service, inference, models, jobs, lifecycle):
+    if settings.monitoring:
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for area in (service, inference, models, jobs, lifecycle, monitoring):
         app.include_router(area.router(settings))
     _docs(app)
     return app
-
-
-def _measure(gateway: Gateway, metrics: GatewayMetrics) -> None:
-    gateway.metrics = metrics
-    gateway.coalescer.on_send = lambda key, documents: metrics.observe_shared(key[0], documents)
 
 
 DOCS_ASSETS = "/docs/assets"

@@ -53,9 +53,7 @@ async def answer(gateway: Gateway, served: ServedModel, source: BinaryIO, filena
     """The route's answer for a CSV upload: ``/forward_batch`` (``label`` None) or
     ``/evaluate``."""
     scored = await _score_all(gateway, served, source, filename, label)
-    if gateway.metrics is not None:
-        gateway.metrics.observe_rows("/forward_batch" if label is None else "/evaluate",
-                                     scored.served.name, scored.rows)
+    gateway.monitoring.batch_size(_route(label), scored.served.name, scored.rows)
     head: Dict[str, Any] = {"model": scored.served.name, "version": scored.served.version,
                             "rows": scored.rows}
     if label is not None:
@@ -115,6 +113,9 @@ async def _chunks(gateway: Gateway, served: ServedModel, source: BinaryIO, filen
                 except ModelFailed as exc:
                     raise _in_upload(exc, scored.rows, len(frame)) from exc
                 await asyncio.to_thread(_render, scored, answers, ids, truth)
+                # recorded per chunk; a batch that starts over on a new version records its
+                # first chunks twice (rare: a switch during the upload)
+                await gateway.monitoring.batch(_route(label), served, frame, answers)
     except BaseException:
         scored.spool.close()
         raise
@@ -122,6 +123,10 @@ async def _chunks(gateway: Gateway, served: ServedModel, source: BinaryIO, filen
         scored.spool.close()
         raise BadRequest(f"CSV {filename!r} has a header but no rows", field="file")
     return scored
+
+
+def _route(label: Optional[str]) -> str:
+    return "/forward_batch" if label is None else "/evaluate"
 
 
 def _reader(source: BinaryIO, filename: str):

@@ -38,7 +38,7 @@ class Gateway:
     worker: Optional["JobWorker"] = None
     follower: Any = None          # follower.AliasFollower, started with the app
     shadowing: Any = None         # splitting.Shadowing: shadow copies and their statistics
-    metrics: Any = None           # metrics.GatewayMetrics, shared with the app's middleware
+    monitoring: Any = None        # monitoring.Monitoring: metrics, prediction log, drift
     # OpenAPI examples per (model, version), filled on the first /openapi.json.
     examples: Optional[Dict[Any, Any]] = None
     # One switch of what is served at a time per model (deploy, rollback, alias following).

@@ -139,6 +139,16 @@ ROUTES: Tuple[Route, ...] = (
     Route("GET", "/models/{name}/versions", (
         Outcome(400, "a name the registry refuses"), TOKEN, Outcome(404, "no such registered model"),
         Outcome(503, "the registry cannot be read"))),
+    Route("GET", "/predictions", (
+        Outcome(400, "`since` is neither an ISO 8601 time nor Unix seconds; `after` or "
+                     "`limit` out of range"), TOKEN,
+        Outcome(404, "the prediction log is off"),
+        Outcome(503, "the prediction log's database cannot be read"))),
+    Route("GET", "/monitoring/drift", (
+        Outcome(400, MODEL_REF), CLOSED,
+        Outcome(404, "the version has no reference profile (the reason says why)"),
+        Outcome(503, NOT_SERVING + "; the profile cannot be read from the registry"))),
+    Route("GET", "/monitoring/live", (CLOSED,)),
 )
 
 ERROR_SCHEMA = {

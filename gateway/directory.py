@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from mlplatform.pyfunc_models.conventions import ModelReference, ModelReferenceError, RouteRule
 
+from .request_context import SERVED
 from .errors import BadRequest, Unavailable
 from .registry import RegisteredModel, RegistryReader, RegistryUnavailable, VersionFormats
 from .upstream import V2Upstream
@@ -165,6 +166,8 @@ class ModelDirectory:
 
     async def _served(self, wanted: ModelReference, version: Optional[str]) -> ServedModel:
         formats = await self._formats_of(wanted.name, version)
+        # the request's model, so an error answer still says which (errors.py, the metrics)
+        SERVED.set((wanted.name, version or ""))
         return ServedModel(wanted.name, version, wanted.alias, formats.input_format,
                            formats.output_format, formats.run_id, formats.accepts_table,
                            pinned=bool(wanted.alias or wanted.version), params=formats.params)

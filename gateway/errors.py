@@ -16,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from .request_context import SERVED
+
 BAD_REQUEST = "bad request"
 MODEL_FAILED = "модель не смогла обработать данные"
 UNAVAILABLE = "model server unavailable"
@@ -92,7 +94,12 @@ class NotLoaded(Unavailable):
 def install(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        served = SERVED.get()
+        if served is not None:  # the model the call reached: in the metrics' labels too
+            headers["X-Model-Name"] = served[0]
+            if served[1]:
+                headers["X-Model-Version"] = served[1]
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

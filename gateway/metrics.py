@@ -17,10 +17,11 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Optional, Set
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .evaluation import PREDICTION_KEYS, SCORE_KEYS, normal
+from .request_context import REQUEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNMATCHED = "unmatched"
@@ -59,10 +60,47 @@ class GatewayMetrics:
         self.predictions = Counter(
             "mlplatform_gateway_predictions", "Single-call answers by predicted class.",
             ["model", "version", "predicted"], registry=self.registry)
+        self.jobs = Gauge(
+            "mlplatform_gateway_jobs", "Batch jobs in the job database by state (read at "
+            "each scrape).", ["state"], registry=self.registry)
+        self.drift = Gauge(
+            "mlplatform_gateway_input_drift_psi", "Population stability index of a feature "
+            "over the window of live inputs against the version's training profile "
+            "(< 0.1 stable, 0.1-0.2 watch, > 0.2 drift).", ["model", "version", "feature"],
+            registry=self.registry)
+        self.drift_inputs = Gauge(
+            "mlplatform_gateway_input_drift_window_inputs", "Live inputs in the drift window "
+            "of a model version.", ["model", "version"], registry=self.registry)
+        self.log_dropped = Counter(
+            "mlplatform_gateway_prediction_log_dropped", "Predictions the log did not write: "
+            "reason=full (the writer fell behind), database (the write failed).", ["reason"],
+            registry=self.registry)
+        self.log_written = Gauge(
+            "mlplatform_gateway_prediction_log_written", "Predictions written to the log since "
+            "the gateway started.", registry=self.registry)
+        self.log_pending = Gauge(
+            "mlplatform_gateway_prediction_log_pending", "Predictions waiting to be written.",
+            registry=self.registry)
+        for reason in ("full", "database"):
+            self.log_dropped.labels(reason)
         self._classes: Dict[str, Set[str]] = {}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def set_jobs(self, counts: Dict[str, int]) -> None:
+        for state, count in counts.items():
+            self.jobs.labels(state).set(count)
+
+    def set_drift(self, reports) -> None:
+        """The gauges of exactly the versions reported now (a retired version's go away)."""
+        self.drift.clear()
+        self.drift_inputs.clear()
+        for report in reports:
+            model, version = report["model"], report["version"]
+            self.drift_inputs.labels(model, version).set(report["inputs"])
+            for feature, found in report["features"].items():
+                self.drift.labels(model, version, feature).set(found["psi"])
 
     def observe_answer(self, model: str, version: Optional[str], answer: Any) -> None:
         """The predicted class and score of one answer, when it has them."""
@@ -107,6 +145,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
+        token = REQUEST.set((started, scope["path"]))
         answer: Dict[str, Any] = {"code": 500, "model": "", "version": ""}
 
         async def sending(message):
@@ -122,6 +161,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
+            REQUEST.reset(token)
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
             model = answer["model"]

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from mlplatform.client.transport import AsyncV2Transport, ServerUnreachable
+from mlplatform.pyfunc_models.profile import PROFILE_ARTIFACT
 from mlplatform.pyfunc_models.conventions import (
     ACCEPTS_TABLE_TAG,
     INPUT_FORMAT_TAG,
@@ -32,6 +33,8 @@ API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts/"
 PROXIED = "mlflow-artifacts:/"
 INPUT_EXAMPLE = "input_example.json"
+# pyfunc artifacts sit under artifacts/ in the model folder (pyfunc_models.profile)
+PROFILE = "artifacts/" + PROFILE_ARTIFACT
 
 
 class RegistryUnavailable(RuntimeError):
@@ -90,20 +93,28 @@ class RegistryReader:
 
     async def input_example(self, name: str, version: str) -> Any:
         """The version's registered input example (``input_example.json``), or None."""
+        return _example_value(await self._model_file(name, version, INPUT_EXAMPLE))
+
+    async def reference_profile(self, name: str, version: str) -> Any:
+        """The profile of the version's training inputs (drift reference), or None."""
+        return await self._model_file(name, version, PROFILE)
+
+    async def _model_file(self, name: str, version: str, path: str) -> Any:
+        """A JSON file inside the version's model folder, or None."""
         body = await self._get(f"{API}/model-versions/get-download-uri", name=name,
                                version=version)
         root = (body or {}).get("artifact_uri", "")
         if not root.startswith(PROXIED):  # only artifacts served through MLflow are read here
             return None
-        path = ARTIFACTS + quote(root[len(PROXIED):].strip("/") + "/" + INPUT_EXAMPLE)
+        url = ARTIFACTS + quote(root[len(PROXIED):].strip("/") + "/" + path)
         try:
-            status, content = await self.http.send("GET", path)
+            status, content = await self.http.send("GET", url)
         except ServerUnreachable as exc:
             raise RegistryUnavailable(str(exc)) from exc
         if status != 200:
             return None
         try:
-            return _example_value(orjson.loads(content))
+            return orjson.loads(content)
         except orjson.JSONDecodeError:
             return None
 
@@ -121,6 +132,8 @@ class RegistryReader:
 
 def _example_value(saved: Any) -> Any:
     """MLflow saves a dict example as-is, and other values under ``inputs``."""
+    if saved is None:
+        return None
     if isinstance(saved, dict) and set(saved) == {"inputs"}:
         return saved["inputs"]
     return saved

@@ -202,10 +202,10 @@ def render(payload: Any) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
-def answered(gateway: Gateway, served: ServedModel, answer: Any) -> Response:
-    """A single call's answer, counted in the metrics by predicted class and score."""
-    if gateway.metrics is not None:
-        gateway.metrics.observe_answer(served.name, served.version, answer)
+def answered(gateway: Gateway, served: ServedModel, document: Any, answer: Any) -> Response:
+    """A single call's answer, recorded (metrics, prediction log, drift window: what was
+    asked is ``document``)."""
+    gateway.monitoring.answered(served, document, answer)
     return with_model(shaped(served, answer), served)
 
 

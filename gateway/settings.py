@@ -73,6 +73,20 @@ class GatewaySettings(BaseSettings):
     # third of it): how long a job of a gateway that died waits before another takes it.
     job_lease: float = 30.0
 
+    # Metrics, prediction log, drift and the live view (monitoring.py); false: none of them.
+    monitoring: bool = True
+    # Every answered prediction in a database table (prediction_log.py); default: the
+    # feature-store database.  At most this many wait to be written (then the oldest are
+    # dropped and counted); rows older than the retention are deleted.
+    prediction_log: bool = True
+    prediction_log_url: str = ""
+    prediction_log_max_pending: int = 100_000
+    prediction_log_retention_days: float = 7.0
+    # Input drift: PSI over the last `drift_window` inputs per model version, with a
+    # verdict once `drift_min_inputs` were seen (drift.py).
+    drift_window: int = 1000
+    drift_min_inputs: int = 100
+
     def model_post_init(self, context) -> None:
         state = Path(os.environ.get("MLPLATFORM_STATE_DIR") or ".mlplatform").expanduser().resolve()
         if not self.database_url:
@@ -82,3 +96,5 @@ class GatewaySettings(BaseSettings):
         if not self.feature_store_url:
             self.feature_store_url = (os.environ.get("MLPLATFORM_FEATURE_STORE_URL")
                                       or f"sqlite:///{state / 'features.db'}")
+        if not self.prediction_log_url:
+            self.prediction_log_url = self.feature_store_url

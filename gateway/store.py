@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     and_,
     create_engine,
+    func,
     inspect,
     or_,
     select,
@@ -119,12 +120,22 @@ class Training(Base):
     version: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
 
 
+def open_engine(url: str):
+    """An engine for any SQLAlchemy URL; a SQLite file's folder is created, and its
+    connections may be used from the worker threads the gateway writes from."""
+    options: dict = {}
+    if url.startswith("sqlite"):
+        options["connect_args"] = {"check_same_thread": False}
+    elif url.startswith("postgresql"):
+        options["connect_args"] = {"connect_timeout": 5}  # an outage fails fast, no hang
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(url, pool_pre_ping=True, **options)
+
+
 class Store:
     def __init__(self, url: str):
-        options = {"connect_args": {"check_same_thread": False}} if url.startswith("sqlite") else {}
-        if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, pool_pre_ping=True, **options)
+        self.engine = open_engine(url)
         Base.metadata.create_all(self.engine)
         self._add_lease_columns()
 
@@ -135,6 +146,15 @@ class Store:
             for name, kind in (("owner", "VARCHAR(64)"), ("lease_until", "TIMESTAMP")):
                 if name not in present:
                     connection.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {kind}"))
+
+    def job_counts(self) -> dict:
+        """Jobs by state (every state present, 0 when none)."""
+        counts = dict.fromkeys((REQUESTED, RUNNING, SUCCEEDED, FAILED), 0)
+        with Session(self.engine) as session:
+            for status, count in session.execute(
+                    select(Job.status, func.count()).group_by(Job.status)):
+                counts[status] = count
+        return counts
 
     # -------------------------------------------------------- tokens
 

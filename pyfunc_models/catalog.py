@@ -53,6 +53,9 @@ class ModelBundle:
     params: Dict[str, Any] = field(default_factory=dict)
     # Small settings the model reads at load time (``context.model_config``).
     model_config: Dict[str, Any] = field(default_factory=dict)
+    # The training inputs (a DataFrame, one column per feature): registration stores their
+    # profile beside the model, which the gateway's drift monitor compares live inputs to.
+    reference: Any = None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .catalog import BuildContext, ModelSpec, get_model_spec
+from .profile import PROFILE_ARTIFACT, reference_profile
 from .conventions import CHALLENGER, CHAMPION, FINGERPRINT_TAG, version_tags
 from .wire import image_request, json_request
 
@@ -152,6 +153,10 @@ def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
         example_request = workdir / "example_request.json"
         example_request.write_text(json.dumps(request, indent=2))
         artifacts[EXAMPLE_REQUEST_ARTIFACT] = str(example_request)
+    if bundle.reference is not None:  # beside the model: artifacts/reference_profile.json
+        profile = workdir / PROFILE_ARTIFACT
+        profile.write_text(json.dumps(reference_profile(bundle.reference)))
+        artifacts[PROFILE_ARTIFACT.rsplit(".", 1)[0]] = str(profile)
 
     info = mlflow.pyfunc.log_model(
         name="model",

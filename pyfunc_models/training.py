@@ -30,6 +30,8 @@ class Fitted:
     loss_curves: Dict[str, List[float]] = field(default_factory=dict)
     # (feature name, importance) of the fitted model, when it has them.
     importances: List[Tuple[str, float]] = field(default_factory=list)
+    # The estimator's training inputs: registration profiles them (drift reference).
+    reference: Optional[pd.DataFrame] = None
 
 
 @dataclass(frozen=True)

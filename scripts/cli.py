@@ -105,17 +105,23 @@ _mlserver_options = _options(  # shared by `up` and `mlserver-config`
 @click.option("--jupyterhub-port", type=int, help="JupyterHub port [6000].")
 @click.option("--jupyterhub-public", is_flag=True, default=None,
               help="Let other machines reach the hub (bind 0.0.0.0; default 127.0.0.1).")
+@click.option("--monitoring", "with_monitoring", is_flag=True,
+              help="Also start Prometheus, scraping the gateway and MLServer "
+                   "(docs/monitoring.md).")
+@click.option("--prometheus-port", type=int, help="Prometheus port [9090].")
 @click.pass_context
 @_friendly_errors
-def up(ctx: click.Context, with_jupyterhub: bool, jupyterhub_public: Optional[bool],
-       **flags: Any) -> None:
-    """Start MLflow, MLServer and the gateway (and JupyterHub), or reuse healthy ones."""
+def up(ctx: click.Context, with_jupyterhub: bool, with_monitoring: bool,
+       jupyterhub_public: Optional[bool], **flags: Any) -> None:
+    """Start MLflow, MLServer and the gateway (and JupyterHub, Prometheus), or reuse
+    healthy ones."""
     from .stack import up as start_stack
 
     if jupyterhub_public:
         flags["jupyterhub_ip"] = "0.0.0.0"
     settings = _settings(ctx, **flags)
-    state = start_stack(settings, report=click.echo, with_jupyterhub=with_jupyterhub)
+    state = start_stack(settings, report=click.echo, with_jupyterhub=with_jupyterhub,
+                        with_monitoring=with_monitoring)
     mlflow, mlserver = state.components["mlflow"], state.components["mlserver"]
     gateway = state.components["gateway"]
     click.echo(f"\nMLflow UI:        {mlflow.url}\nMLServer V2 docs: {mlserver.url}/v2/docs\n"
@@ -123,11 +129,14 @@ def up(ctx: click.Context, with_jupyterhub: bool, jupyterhub_public: Optional[bo
                f"State and logs:   {settings.state_path}")
     if "jupyterhub" in state.components:
         click.echo(f"JupyterHub:       {state.components['jupyterhub'].url}")
+    if "prometheus" in state.components:
+        click.echo(f"Prometheus:       {state.components['prometheus'].url}")
 
 
 @main.command()
 @click.argument("components", nargs=-1,
-                type=click.Choice(["jupyterhub", "gateway", "mlserver", "mlflow", "minio"]))
+                type=click.Choice(["prometheus", "jupyterhub", "gateway", "mlserver", "mlflow",
+                                   "minio"]))
 @click.pass_context
 @_friendly_errors
 def down(ctx: click.Context, components: tuple) -> None:
@@ -155,7 +164,8 @@ def status(ctx: click.Context) -> None:
 
 @main.command()
 @click.argument("component", required=False,
-                type=click.Choice(["mlflow", "mlserver", "gateway", "minio", "jupyterhub"]))
+                type=click.Choice(["mlflow", "mlserver", "gateway", "minio", "jupyterhub",
+                                   "prometheus"]))
 @click.option("-n", "--lines", default=40, show_default=True, help="Lines to show from the end.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
 @click.pass_context
@@ -166,7 +176,8 @@ def logs(ctx: click.Context, component: Optional[str], lines: int, follow: bool)
     from .stack import StackError
 
     folder = _settings(ctx).state_path / "logs"
-    names = [component] if component else ["minio", "mlflow", "mlserver", "gateway"]
+    names = [component] if component else ["minio", "mlflow", "mlserver", "gateway",
+                                           "jupyterhub", "prometheus"]
     paths = [folder / f"{name}.log" for name in names if (folder / f"{name}.log").exists()]
     if not paths:
         raise StackError(f"no logs in {folder}; has `mlplatform up` run with this state folder?")

@@ -66,6 +66,11 @@ class PlatformSettings(BaseSettings):
     jupyterhub_password: Optional[SecretStr] = None
     jupyterhub_users: str = ""  # who may log in, comma-separated; empty: anyone with the password
 
+    # Prometheus (`mlplatform up --monitoring`), scraping the gateway and MLServer.
+    prometheus_port: int = 9090
+    prometheus_scrape_interval: str = "5s"
+    prometheus_retention: str = "15d"
+
     @property
     def state_path(self) -> Path:
         return self.state_dir.expanduser().resolve()

@@ -20,18 +20,20 @@ import requests
 from mlplatform.mlserver_configs.generator import ServerOptions, write_server_settings
 from mlplatform.mlserver_configs.serving import ServingTarget
 
-from . import jupyterhub
+from . import jupyterhub, prometheus
 from .processes import ManagedProcess, StartupError, port_is_free, spawn, wait_until
 from .s3 import ensure_bucket
 from .settings import PlatformSettings
 
 STATE_FILE = "state.json"
 LABELS = {"minio": "MinIO", "mlflow": "MLflow tracking server", "mlserver": "MLServer",
-          "gateway": "gateway", "jupyterhub": "JupyterHub"}
+          "gateway": "gateway", "jupyterhub": "JupyterHub", "prometheus": "Prometheus"}
 HEALTH_PATHS = {"minio": "/minio/health/live", "mlflow": "/health", "mlserver": "/v2/health/live",
-                "gateway": "/health", "jupyterhub": jupyterhub.HEALTH_PATH}
-STOP_ORDER = ("jupyterhub", "gateway", "mlserver", "mlflow", "minio")
-OPTIONAL = ("minio", "jupyterhub")  # shown by `status` only when started
+                "gateway": "/health", "jupyterhub": jupyterhub.HEALTH_PATH,
+                "prometheus": prometheus.HEALTH_PATH}
+STOP_ORDER = ("prometheus", "jupyterhub", "gateway", "mlserver", "mlflow", "minio")
+COMPONENTS = ("minio", "mlflow", "mlserver", "gateway", "jupyterhub", "prometheus")
+OPTIONAL = ("minio", "jupyterhub", "prometheus")  # shown by `status` only when started
 
 Report = Callable[[str], None]
 
@@ -117,9 +119,9 @@ def gateway_url(settings: PlatformSettings) -> str:
 
 
 def up(settings: PlatformSettings, report: Report = print,
-       with_jupyterhub: bool = False) -> StackState:
-    """Start MLflow, MLServer and the gateway (and JupyterHub if asked) unless healthy
-    ones are running already."""
+       with_jupyterhub: bool = False, with_monitoring: bool = False) -> StackState:
+    """Start MLflow, MLServer and the gateway (and JupyterHub, Prometheus if asked) unless
+    healthy ones are running already."""
     state = StackState(settings.state_path)
     started: List[str] = []
     if with_jupyterhub:  # refuse before starting anything: no password, no proxy
@@ -129,6 +131,11 @@ def up(settings: PlatformSettings, report: Report = print,
             if settings.jupyterhub_password is None:
                 raise jupyterhub.HubSetupError(jupyterhub.NO_PASSWORD)
         except jupyterhub.HubSetupError as exc:
+            raise StackError(str(exc)) from None
+    if with_monitoring:
+        try:
+            prometheus.executable()
+        except prometheus.PrometheusSetupError as exc:
             raise StackError(str(exc)) from None
     try:
         if _reuse(state, "mlflow", report):
@@ -145,6 +152,9 @@ def up(settings: PlatformSettings, report: Report = print,
         if with_jupyterhub and not _reuse(state, "jupyterhub", report):
             _start_jupyterhub(settings, state, report)
             started.append("jupyterhub")
+        if with_monitoring and not _reuse(state, "prometheus", report):
+            _start_prometheus(settings, state, report)
+            started.append("prometheus")
     except BaseException:
         for name in reversed(started):
             state.components.pop(name).stop()
@@ -278,6 +288,23 @@ def _start_jupyterhub(settings: PlatformSettings, state: StackState, report: Rep
            "user's home)")
 
 
+def _start_prometheus(settings: PlatformSettings, state: StackState, report: Report) -> None:
+    require_free_ports(settings.host, {"HTTP": settings.prometheus_port}, "prometheus")
+
+    def address(port: int) -> str:
+        return settings.url(port).removeprefix("http://")
+
+    targets = {"mlplatform-gateway": address(state.components["gateway"].ports["http"]),
+               "mlserver": address(state.components["mlserver"].ports["metrics"])}
+    config = prometheus.write_config(settings, targets)
+    url = settings.url(settings.prometheus_port)
+    _launch(state, settings, "prometheus", prometheus.command(settings, config),
+            env=settings.child_environment(), url=url, ports={"http": settings.prometheus_port},
+            info={"config": str(config)}, what="ready")
+    report(f"Prometheus started at {url} (scraping the gateway and MLServer every "
+           f"{settings.prometheus_scrape_interval}; config {config})")
+
+
 def server_options(settings: PlatformSettings, *, managed: bool = True) -> ServerOptions:
     """MLServer's settings from ours.  The managed stack loads models through the
     repository API (one failing model cannot stop the server); a config for a
@@ -327,7 +354,7 @@ class ComponentStatus:
 def status(settings: PlatformSettings) -> List[ComponentStatus]:
     state = StackState(settings.state_path)
     rows = []
-    for name in ("minio", "mlflow", "mlserver", "gateway", "jupyterhub"):
+    for name in COMPONENTS:
         process = state.components.get(name)
         if process is None:
             if name not in OPTIONAL:

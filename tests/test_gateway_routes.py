@@ -67,6 +67,7 @@ class FakeRegistry:
         self.served, self.aliases = served, aliases
         self.params: tuple = ()
         self.route: Optional[RouteRule] = None
+        self.profile: Any = None  # the reference profile every version has (None: none)
 
     async def model(self, name: str) -> Optional[RegisteredModel]:
         return (RegisteredModel(name, self.served, dict(self.aliases), self.route)
@@ -78,6 +79,9 @@ class FakeRegistry:
     async def input_example(self, name: str, version: str) -> Any:
         return {"a": 10}
 
+    async def reference_profile(self, name: str, version: str) -> Any:
+        return self.profile
+
     async def close(self) -> None:
         pass
 
@@ -85,6 +89,7 @@ class FakeRegistry:
 @pytest.fixture
 def parts(tmp_path):
     settings = GatewaySettings(database_url=f"sqlite:///{tmp_path / 'gateway.db'}",
+                               feature_store_url=f"sqlite:///{tmp_path / 'features.db'}",
                                jobs_storage=str(tmp_path / "jobs"), mlserver_grpc="",
                                forward_model="echo")
     upstream = FakeV2({"echo": ["1", "2"]})

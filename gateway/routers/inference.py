@@ -14,6 +14,7 @@ from .. import chunked, openapi, parsing, scoring
 from ..auth import predict_guard
 from ..context import gateway_of
 from ..errors import BadRequest
+from ..prediction_log import image_summary
 from ..evaluation import evaluate
 from ..routing import DirectRoute
 from ..settings import GatewaySettings
@@ -47,6 +48,7 @@ def router(settings: GatewaySettings) -> APIRouter:
             if served.input_format != "base64":
                 raise BadRequest(f"model {served.name!r} takes JSON, not an image", field="image")
             body = image_request(image, served.name)
+            data = image_summary(image)
         else:
             data = await parsing.json_body(request)
             if served.input_format == "base64":
@@ -55,13 +57,13 @@ def router(settings: GatewaySettings) -> APIRouter:
                                  field="image")
             if not parameters:  # shared with concurrent calls (parameters are per request)
                 answer, served = await scoring.score_with_shadow(gateway, served, data, shadow)
-                return scoring.answered(gateway, served, answer)
+                return scoring.answered(gateway, served, data, answer)
             body = documents_request([data], served.name)
         if parameters:
             body["parameters"] = parameters
         answers, served = await scoring.on_served_version(
             gateway, served, lambda model: scoring.infer(gateway, model, body))
-        return scoring.answered(gateway, served, answers[0])
+        return scoring.answered(gateway, served, data, answers[0])
 
     @routes.post("/forward_batch", tags=["inference"],
                  summary="Many inputs -> answers in input order",
@@ -74,8 +76,8 @@ def router(settings: GatewaySettings) -> APIRouter:
                 return await chunked.answer(gateway, served, upload.file, upload.filename, None)
             rows, _ = await parsing.batch_rows(upload, served, settings.max_unpacked_bytes, None)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
-        if gateway.metrics is not None:
-            gateway.metrics.observe_rows("/forward_batch", served.name, len(answers))
+        gateway.monitoring.batch_size("/forward_batch", served.name, len(answers))
+        await gateway.monitoring.batch("/forward_batch", served, rows, answers)
 
         def report() -> bytes:  # 100k+ rows of answers: built and rendered off the event loop
             results = [{"row": i, **key, **scoring.as_dict(scoring.shaped(served, a))}
@@ -101,8 +103,8 @@ def router(settings: GatewaySettings) -> APIRouter:
             rows, truth = await parsing.batch_rows(upload, served, settings.max_unpacked_bytes,
                                                    label)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
-        if gateway.metrics is not None:
-            gateway.metrics.observe_rows("/evaluate", served.name, len(answers))
+        gateway.monitoring.batch_size("/evaluate", served.name, len(answers))
+        await gateway.monitoring.batch("/evaluate", served, rows, answers)
 
         def report() -> bytes:  # metrics and rows computed and rendered off the event loop
             results = [{"row": i, **key, "label": t,
@@ -122,7 +124,7 @@ def router(settings: GatewaySettings) -> APIRouter:
         if not isinstance(data, dict):
             raise BadRequest("expected one transaction as a JSON object", field="body")
         answer, served = await scoring.score_with_shadow(gateway, served, data, shadow)
-        return scoring.answered(gateway, served, answer)
+        return scoring.answered(gateway, served, data, answer)
 
     @routes.post("/predict", tags=["fraud"], summary="Binary fraud on one transaction",
                  openapi_extra=openapi.json_body(openapi.TRANSACTION))

@@ -36,9 +36,10 @@ def router(settings: GatewaySettings) -> APIRouter:
         return {"status": "ok"}
 
     @routes.get("/metrics", response_class=PlainTextResponse,
-                summary="Prometheus metrics: requests, latency, answers, batch and sharing sizes")
+                summary="Prometheus metrics: requests, latency, answers, drift, jobs, batch "
+                        "and sharing sizes")
     async def metrics(request: Request) -> Response:
-        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(await gateway_of(request).monitoring.render(), media_type=CONTENT_TYPE)
 
     @routes.get("/ready", summary="MLServer and the routes' models are ready")
     async def ready(request: Request) -> JSONResponse:

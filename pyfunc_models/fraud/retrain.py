@@ -59,7 +59,7 @@ def _binary(rows: pd.DataFrame, params: Dict[str, Any], pipeline: Pipeline) -> F
                   "validation": [-float(v) for v in classifier.validation_score_]}
     return Fitted(pipeline, [int(c) for c in pipeline.classes_], {"threshold": threshold},
                   params, threshold=threshold, loss_curves=curves,
-                  importances=_importances(pipeline))
+                  importances=_importances(pipeline), reference=x_fit)
 
 
 def fit_fraud(rows: pd.DataFrame, overrides: Dict[str, Any]) -> Fitted:
@@ -69,11 +69,12 @@ def fit_fraud(rows: pd.DataFrame, overrides: Dict[str, Any]) -> Fitted:
 
 def fit_scenario(rows: pd.DataFrame, overrides: Dict[str, Any]) -> Fitted:
     params = {**DEFAULT_PARAMS, **overrides}
-    pipeline = forest(params).fit(feature_frame(rows), rows["scenario"].astype(str).to_numpy())
+    features = feature_frame(rows)
+    pipeline = forest(params).fit(features, rows["scenario"].astype(str).to_numpy())
     pipeline.named_steps["classifier"].set_params(n_jobs=1)
     classes = [str(c) for c in pipeline.classes_]
     return Fitted(pipeline, classes, {"classes": classes}, params,
-                  importances=_importances(pipeline))
+                  importances=_importances(pipeline), reference=features)
 
 
 def gbm(params: Dict[str, Any]) -> Pipeline:
@@ -95,7 +96,7 @@ def fit_gbm(rows: pd.DataFrame, overrides: Dict[str, Any]) -> Fitted:
 def _served(model_class):
     def bundle(context: BuildContext, fitted: Fitted) -> ModelBundle:
         return _bundle(context, model_class(), TrainingResult(
-            fitted.estimator, fitted.config, {}, fitted.params), as_onnx=True)
+            fitted.estimator, fitted.config, {}, fitted.params, fitted.reference), as_onnx=True)
     return bundle
 
 

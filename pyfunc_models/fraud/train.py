@@ -13,9 +13,10 @@ Run ``python -m mlplatform.pyfunc_models.fraud.train`` to see the metrics of bot
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import (
@@ -58,6 +59,7 @@ class TrainingResult:
     config: Dict[str, Any]  # what the served model needs besides the pipeline
     metrics: Dict[str, float]
     params: Dict[str, Any]
+    reference: Optional[pd.DataFrame] = None  # the training inputs (drift reference)
 
 
 def build_preprocessor() -> ColumnTransformer:
@@ -102,13 +104,13 @@ def _fit(target: str, params: Dict[str, Any]):
     pipeline.fit(x_train, y_train)
     # Serving scores one request at a time: process pools only add latency there.
     pipeline.named_steps["classifier"].set_params(n_jobs=1)
-    return pipeline, (x_valid, y_valid), (x_test, y_test), labels
+    return pipeline, (x_valid, y_valid), (x_test, y_test), labels, x_train
 
 
 def train(**overrides: Any) -> TrainingResult:
     """The binary fraud model; metrics come from an untouched test split."""
     params = {**DEFAULT_PARAMS, **overrides}
-    pipeline, (x_valid, y_valid), (x_test, y_test), labels = _fit("fraud", params)
+    pipeline, (x_valid, y_valid), (x_test, y_test), labels, x_train = _fit("fraud", params)
     threshold = best_f1_threshold(y_valid, pipeline.predict_proba(x_valid)[:, 1])
     probabilities = pipeline.predict_proba(x_test)[:, 1]
     predicted = (probabilities >= threshold).astype(int)
@@ -125,13 +127,13 @@ def train(**overrides: Any) -> TrainingResult:
         "test_rows": float(len(y_test)),
     }
     return TrainingResult(pipeline, {"threshold": threshold},
-                          {k: float(v) for k, v in metrics.items()}, params)
+                          {k: float(v) for k, v in metrics.items()}, params, x_train)
 
 
 def train_scenario(**overrides: Any) -> TrainingResult:
     """The multiclass scenario model; per-class and macro metrics on the test split."""
     params = {**DEFAULT_PARAMS, **overrides}
-    pipeline, _, (x_test, y_test), labels = _fit("scenario", params)
+    pipeline, _, (x_test, y_test), labels, x_train = _fit("scenario", params)
     classes: List[str] = [str(name) for name in pipeline.classes_]
     predicted = pipeline.predict(x_test)
     precision, recall, f1, _ = precision_recall_fscore_support(
@@ -146,7 +148,7 @@ def train_scenario(**overrides: Any) -> TrainingResult:
     for name, p, r, f in zip(classes, precision, recall, f1):
         metrics.update({f"precision_{name}": p, f"recall_{name}": r, f"f1_{name}": f})
     return TrainingResult(pipeline, {"classes": classes},
-                          {k: float(v) for k, v in metrics.items()}, params)
+                          {k: float(v) for k, v in metrics.items()}, params, x_train)
 
 
 def _bundle(context: BuildContext, model, result: TrainingResult, as_onnx: bool) -> ModelBundle:
@@ -161,7 +163,8 @@ def _bundle(context: BuildContext, model, result: TrainingResult, as_onnx: bool)
         joblib.dump(result.pipeline, path)
         artifacts = {PIPELINE_ARTIFACT: str(path)}
     return ModelBundle(python_model=model, input_example=EXAMPLE_TRANSACTION, artifacts=artifacts,
-                       metrics=result.metrics, params=result.params, model_config=result.config)
+                       metrics=result.metrics, params=result.params, model_config=result.config,
+                       reference=result.reference)
 
 
 @register_model("fraud", "Binary card-fraud classifier, served with ONNX Runtime (default)",
