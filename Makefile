@@ -10,13 +10,15 @@ HUB := infra/jupyterhub
 PROXY := $(HUB)/node_modules/.bin/configurable-http-proxy
 
 # Create the venv if missing; reinstall when the package metadata or the pins change.
-# JupyterHub's proxy comes from npm into infra/jupyterhub/node_modules (no -g).
+# JupyterHub's proxy comes from npm into infra/jupyterhub/node_modules (no -g); Prometheus
+# (`mlplatform up --monitoring`) from Debian's package.
 $(STAMP): setup.cfg pyproject.toml constraints.txt $(HUB)/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,jupyter]"
 	bash scripts/ensure_package.sh npm command -v npm
 	npm ci --prefix $(HUB) --no-audit --no-fund --loglevel=error
+	bash scripts/ensure_package.sh prometheus command -v prometheus
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -43,6 +45,7 @@ test: $(STAMP)
 	$(BIN)/flake8 .
 	bash scripts/ensure_package.sh chromium command -v chromium
 	bash scripts/ensure_package.sh postgresql sh -c 'ls /usr/lib/postgresql/*/bin/pg_ctl'
+	bash scripts/ensure_package.sh prometheus command -v prometheus
 	@git status --porcelain --ignored > $(VENV)/.status-before 2>/dev/null || true
 	$(BIN)/python -m pytest -p no:cacheprovider
 	@bash scripts/check_clean.sh $(VENV)/.status-before

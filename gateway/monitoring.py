@@ -75,7 +75,7 @@ class Monitoring:
         if not self.enabled:
             return
         version = served.version or ""
-        if rows and isinstance(rows, list) and isinstance(rows[0], tuple):  # images
+        if isinstance(rows, list) and rows and isinstance(rows[0], tuple):  # images
             rows = [{"file": name, **image_summary(content)} for name, content in rows]
         if served.output_format == "base64":
             answers = [_image_answer(a) for a in answers]

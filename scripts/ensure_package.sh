@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ensure_package.sh PACKAGE CHECK...: install the Debian PACKAGE unless the command CHECK
 # succeeds. `make test` uses it for what the suite drives but pip cannot install:
-# chromium (the web page tests) and postgresql (the feature store on a real server).
+# chromium (the web page tests), postgresql (the feature store on a real server),
+# prometheus (`mlplatform up --monitoring`).
 set -euo pipefail
 package="$1"
 shift

@@ -59,6 +59,10 @@ class Stack:
         return f"http://127.0.0.1:{self.env['MLPLATFORM_GATEWAY_PORT']}"
 
     @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['MLPLATFORM_PROMETHEUS_PORT']}"
+
+    @property
     def mlserver_url(self) -> str:
         return f"http://127.0.0.1:{self.env['MLPLATFORM_MLSERVER_HTTP_PORT']}"
 
@@ -113,6 +117,8 @@ def stack_environment(state_dir: Path, s3: S3Server = None) -> Dict[str, str]:
         "MLPLATFORM_MLSERVER_GRPC_PORT": str(free_port()),
         "MLPLATFORM_MLSERVER_METRICS_PORT": str(free_port()),
         "MLPLATFORM_GATEWAY_PORT": str(free_port()),
+        "MLPLATFORM_PROMETHEUS_PORT": str(free_port()),
+        "MLPLATFORM_PROMETHEUS_SCRAPE_INTERVAL": "1s",  # tests read series seconds after traffic
     })
     if s3 is not None:
         env.update({

@@ -233,7 +233,44 @@ def test_fraud_is_registered_with_a_profile_and_its_answers_are_logged(served):
     assert len(logged) == len(rows)
     assert logged[0]["inputs"]["amount"] == rows[0]["amount"]
     assert "fraud_probability" in logged[0]["outputs"] and logged[0]["version"] == version
+    table = generate_transactions(30, 4)[list(FEATURES)]
+    csv = table.assign(id=[f"t{n}" for n in range(30)]).to_csv(index=False).encode()
+    batch = requests.post(served.gateway_url + "/forward_batch?model=fraud", timeout=60,
+                          files={"file": ("rows.csv", csv, "text/csv")})
+    assert batch.status_code == 200, batch.text
+    deadline = time.monotonic() + 30
+    while True:
+        from_batch = requests.get(served.gateway_url + "/predictions", headers=auth, timeout=30,
+                                  params={"model": "fraud", "after": logged[-1]["id"],
+                                          "limit": 1000}).json()["predictions"]
+        if len(from_batch) >= 30 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [p["inputs"]["id"] for p in from_batch] == [f"t{n}" for n in range(30)]
+    assert {p["route"] for p in from_batch} == {"/forward_batch"}
+    assert "fraud_probability" in from_batch[0]["outputs"]
     echo = requests.get(served.gateway_url + "/monitoring/drift", params={"model": "echo"},
                         timeout=30)
     assert echo.status_code == 404 and "no reference profile" in echo.json()["detail"]
     assert EXAMPLE_TRANSACTION  # the route's model takes the catalog's transactions
+
+
+@pytest.mark.browser
+def test_the_live_tab_shows_rate_latency_and_the_drift_verdict(served, browser):
+    """The web page's Live tab in headless Chromium, after a stream whose amounts are
+    shifted: fraud's row shows its request rate, latencies and 'drift: amount ...'."""
+    with requests.Session() as session:
+        for row in live_transactions(500, seed=21, shift=True):
+            assert session.post(served.gateway_url + "/predict", json=row,
+                                timeout=30).status_code == 200
+    page = browser.new_page()
+    page.goto(served.gateway_url + "/")
+    page.click("#tab-live")
+    row = "#live tr[data-model=fraud]"
+    page.wait_for_selector(f"{row} .verdict span.drift")
+    cells = page.locator(f"{row} td").all_inner_texts()
+    assert float(cells[1]) > 0                      # requests per second
+    assert float(cells[2]) > 0 and float(cells[3]) >= float(cells[2])  # p50 <= p99
+    assert cells[4].endswith(" %")  # the 5xx share
+    assert "drift" in cells[5] and SHIFTED in cells[5]
+    page.close()
