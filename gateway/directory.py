@@ -29,6 +29,7 @@ from .registry import RegisteredModel, RegistryReader, RegistryUnavailable, Vers
 from .upstream import V2Upstream
 
 log = logging.getLogger("mlplatform.gateway")
+RETIRED_KEPT = 64
 INDEX_MIN_INTERVAL = 1.0  # seconds between lookups forced by unknown names or aliases
 
 
@@ -112,6 +113,9 @@ class ModelDirectory:
         now = time.monotonic()
         noticed = self._retired.get((gone.name, gone.version))
         if noticed is None or now - noticed > INDEX_MIN_INTERVAL:
+            if len(self._retired) > RETIRED_KEPT:  # one entry per retired version: prune
+                self._retired = {key: moment for key, moment in self._retired.items()
+                                 if now - moment <= INDEX_MIN_INTERVAL}
             noticed = self._retired[(gone.name, gone.version)] = now
         cached = self._models.get(gone.name)
         if cached is not None:  # stale now: the next lookup refreshes it in the background

@@ -185,20 +185,23 @@ class Shadowing:
     async def _copy(self, batch: List[_Copy], send_copies: SendCopies,
                     timed: bool = False) -> None:
         started = time.perf_counter()
+        answers, alone = None, False
         try:
             answers = await send_copies([document for _, document, _ in batch])
         except ModelFailed as exc:
-            if len(batch) > 1:  # one copy failed the shared call: each again, alone
-                await asyncio.gather(*(self._copy([one], send_copies) for one in batch))
-                return
-            _failed(batch, exc)  # the shadow's failure is data, never the caller's
-            self.in_flight -= 1
-            return
+            alone = len(batch) > 1  # one copy failed the shared call: each again, alone
+            if not alone:
+                _failed(batch, exc)  # the shadow's failure is data, never the caller's
         except Exception as exc:
             _failed(batch, exc)
-            self.in_flight -= len(batch)
+        finally:  # cancelled too (the app stopping): the copies are no longer in flight
+            if not alone:
+                self.in_flight -= len(batch)
+        if alone:  # each retried copy counts itself out
+            await asyncio.gather(*(self._copy([one], send_copies) for one in batch))
             return
-        self.in_flight -= len(batch)
+        if answers is None:
+            return
         for (stats, _, served_answer), answer in zip(batch, answers):
             if timed:
                 stats.shadow_seconds.append(time.perf_counter() - started)

@@ -59,6 +59,29 @@ def test_shadow_copies_go_in_batches_and_one_bad_copy_fails_alone():
     assert shadowing.in_flight == 0
 
 
+def test_copies_cancelled_in_flight_are_counted_out():
+    """The app stopping mid-copy (its tasks cancelled) leaves nothing counted in flight,
+    so a long-lived gateway never creeps up to its in-flight limit."""
+    async def never_answers(documents):
+        await asyncio.Event().wait()
+
+    async def stop_mid_copy():
+        shadowing = Shadowing(max_in_flight=1000, latency_sample_interval=3600)
+        rule = RouteRule(SHADOW, "challenger", "2", 100.0)
+        for n in range(10):
+            shadowing.send("m", rule, {"class": 0}, 0.001, n, never_answers)
+        for key in list(shadowing._waiting):
+            shadowing._flush(key)
+        await asyncio.sleep(0)
+        assert shadowing.in_flight == 10
+        for task in list(shadowing._tasks):
+            task.cancel()
+        await asyncio.gather(*shadowing._tasks, return_exceptions=True)
+        return shadowing
+
+    assert asyncio.run(stop_mid_copy()).in_flight == 0
+
+
 @pytest.mark.parametrize("served, shadow, same, delta", [
     ({"is_fraud": True, "fraud_probability": 0.9}, {"is_fraud": 1, "fraud_probability": 0.7},
      True, 0.2),
