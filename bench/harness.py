@@ -127,6 +127,24 @@ def measure(url: str, body: dict, concurrency: int, seconds: float,
     return result
 
 
+def measure_together(urls: Sequence[str], body: dict, concurrency: int, seconds: float,
+                     pids: Sequence[int]) -> List[Dict[str, float]]:
+    """``measure`` on several servers at the same time, ``concurrency`` clients each: they
+    share the machine at the same moments, so drift on a shared machine hits them alike
+    (rounds one after another varied +-20 % here).  Each result has ``cpu_ms``."""
+    processes = [psutil.Process(pid) for pid in pids]
+    before = [sum(p.cpu_times()[:2]) for p in processes]
+
+    async def together():
+        return await asyncio.gather(*(_load(url, body, concurrency, seconds) for url in urls))
+
+    results = asyncio.run(together())
+    for result, process, start in zip(results, processes, before):
+        result["cpu_ms"] = (1000 * (sum(process.cpu_times()[:2]) - start)
+                            / max(1, result["rps"] * seconds))
+    return results
+
+
 def cell(result: Dict[str, float]) -> str:
     """``req/s | p50 / p99 ms`` for a markdown table."""
     text = f"{result['rps']:.0f} | {result['p50_ms']:.2f} / {result['p99_ms']:.2f}"

@@ -24,7 +24,7 @@ from .errors import install
 from .files import JobFiles
 from .follower import AliasFollower
 from .limits import BodySizeLimit
-from .metrics import GatewayMetrics, MetricsMiddleware
+from .metrics import GatewayMetrics
 from .monitoring import Monitoring
 from .registry import RegistryReader
 from .request_id import RequestIdMiddleware, configure_logging
@@ -105,9 +105,7 @@ def create_app(settings: Optional[GatewaySettings] = None,
         app.state.gateway = gateway
     install(app)
     app.add_middleware(BodySizeLimit, limit_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
-    if settings.monitoring:
-        app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware, metrics=metrics if settings.monitoring else None)
     for area in (service, inference, models, jobs, lifecycle, monitoring):
         app.include_router(area.router(settings))
     _docs(app)

@@ -9,7 +9,7 @@ snapshot closest to ``SPAN`` seconds ago -- Prometheus's ``rate`` and
 from __future__ import annotations
 
 import time
-from collections import defaultdict, deque
+from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 SPAN = 30.0
@@ -51,22 +51,21 @@ class LiveView:
         return self.snapshots[0]
 
     def _snapshot(self) -> Snapshot:
-        found: Snapshot = defaultdict(lambda: {"requests": 0, "errors": 0,
-                                               "buckets": defaultdict(float)})
-        for family in self.metrics.requests.collect():
-            for sample in family.samples:
-                model = sample.labels.get("model")
-                if sample.name.endswith("_total") and model:
-                    found[model]["requests"] += sample.value
-                    if sample.labels["code"].startswith("5"):
-                        found[model]["errors"] += sample.value
-        for family in self.metrics.latency.collect():
-            for sample in family.samples:
-                model = sample.labels.get("model")
-                if sample.name.endswith("_bucket") and model in found:
-                    found[model]["buckets"][float(sample.labels["le"])] += sample.value
-        return {model: {**values, "buckets": dict(values["buckets"])}
-                for model, values in found.items()}
+        found: Snapshot = {}
+        for labels, value in list(self.metrics.requests.values.items()):
+            model, code = labels[2], labels[4]
+            if model:
+                entry = found.setdefault(model, {"requests": 0, "errors": 0, "buckets": {}})
+                entry["requests"] += value
+                if code.startswith("5"):
+                    entry["errors"] += value
+        latency = self.metrics.latency
+        for labels in list(latency.values):
+            entry = found.get(labels[1])
+            if entry is not None:
+                for bound, count in latency.cumulative(labels):
+                    entry["buckets"][bound] = entry["buckets"].get(bound, 0) + count
+        return found
 
 
 def _quantile(q: float, buckets: Dict[float, float]) -> Optional[float]:

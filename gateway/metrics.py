@@ -2,26 +2,27 @@
 
 Every series is labelled only with values the gateway bounds itself, so a caller
 cannot create series: ``route`` is the route's template (``/models/{name}/versions``,
-or ``unmatched``), ``model`` / ``version`` come from the answer's ``X-Model-Name`` /
-``X-Model-Version`` headers (set only when a served model answered; empty otherwise,
-so ``?model=nosuch`` adds nothing), and a model's predicted classes are capped at
-``MAX_CLASSES`` per model (the rest count as ``other``).
+or ``unmatched``), ``model`` / ``version`` are the served model version the request
+was resolved to -- what its ``X-Model-Name`` / ``X-Model-Version`` headers say, errors
+included; empty when none was, so ``?model=nosuch`` adds nothing -- and a model's
+predicted classes are capped at ``MAX_CLASSES`` per model (the rest count as ``other``).
 
-The request counter and latency histogram are taken in an ASGI middleware around the
-whole app (errors included); the answer distribution for single calls is observed
-by the routes (``observe_answer``); batch sizes by the batch routes; request-sharing
-group sizes by the coalescer.
+The request counter and latency histogram are taken by the request middleware
+(``request_id.py``, around the whole app, errors included); the answer distribution
+for single calls by the routes (``observe_answer``); batch sizes by the batch routes;
+request-sharing group sizes by the coalescer.
 """
 from __future__ import annotations
 
 import time
 from typing import Any, Dict, Optional, Set, Tuple
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .evaluation import PREDICTION_KEYS, SCORE_KEYS, normal
-from .request_context import REQUEST
+from .loop_metrics import LoopCollector, LoopCounter, LoopHistogram
+from .request_context import SERVED
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 UNMATCHED = "unmatched"
@@ -38,28 +39,28 @@ SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
+        # the request path's series: updated from the event loop only (loop_metrics.py)
+        self.requests = LoopCounter(
             "mlplatform_gateway_requests", "Answered requests by route, model, version and "
-            "HTTP status code.", ["route", "method", "model", "version", "code"],
-            registry=self.registry)
-        self.latency = Histogram(
+            "HTTP status code.", ["route", "method", "model", "version", "code"])
+        self.latency = LoopHistogram(
             "mlplatform_gateway_request_duration_seconds", "Time from the request's arrival "
-            "to the end of its answer.", ["route", "model"], buckets=LATENCY_BUCKETS,
-            registry=self.registry)
-        self.batch_rows = Histogram(
+            "to the end of its answer.", ["route", "model"], LATENCY_BUCKETS)
+        self.batch_rows = LoopHistogram(
             "mlplatform_gateway_batch_rows", "Rows (or files) per batch request.",
-            ["route", "model"], buckets=ROW_BUCKETS, registry=self.registry)
-        self.shared = Histogram(
+            ["route", "model"], ROW_BUCKETS)
+        self.shared = LoopHistogram(
             "mlplatform_gateway_shared_request_documents", "Documents per V2 request that "
-            "concurrent single calls shared (1: a call went alone).", ["model"],
-            buckets=SHARED_BUCKETS, registry=self.registry)
-        self.scores = Histogram(
+            "concurrent single calls shared (1: a call went alone).", ["model"], SHARED_BUCKETS)
+        self.scores = LoopHistogram(
             "mlplatform_gateway_prediction_score", "The score of single-call answers "
             "(e.g. fraud_probability), by model and version.", ["model", "version"],
-            buckets=SCORE_BUCKETS, registry=self.registry)
-        self.predictions = Counter(
+            SCORE_BUCKETS)
+        self.predictions = LoopCounter(
             "mlplatform_gateway_predictions", "Single-call answers by predicted class.",
-            ["model", "version", "predicted"], registry=self.registry)
+            ["model", "version", "predicted"])
+        self.registry.register(LoopCollector(self.requests, self.latency, self.batch_rows,
+                                             self.shared, self.scores, self.predictions))
         self.jobs = Gauge(
             "mlplatform_gateway_jobs", "Batch jobs in the job database by state (read at "
             "each scrape).", ["state"], registry=self.registry)
@@ -84,10 +85,6 @@ class GatewayMetrics:
         for reason in ("full", "database"):
             self.log_dropped.labels(reason)
         self._classes: Dict[str, Set[str]] = {}
-        # Label children by label values: prometheus_client's labels() costs ~3 us a call
-        # (validation, a lock, a dict), the cached child's inc/observe ~0.3 us; the label
-        # values are bounded, so is this cache.
-        self._children: Dict[Any, Any] = {}
         # model -> the answer keys its answers carry (found on the first answer)
         self._answer_keys: Dict[str, Tuple[Optional[str], Optional[str]]] = {}
 
@@ -108,13 +105,6 @@ class GatewayMetrics:
             for feature, found in report["features"].items():
                 self.drift.labels(model, version, feature).set(found["psi"])
 
-    def child(self, metric, *labels: str):
-        key = (metric, labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return found
-
     def observe_answer(self, model: str, version: Optional[str], answer: Any) -> None:
         """The predicted class and score of one answer, when it has them."""
         if not isinstance(answer, dict):
@@ -127,18 +117,17 @@ class GatewayMetrics:
                 next((k for k in SCORE_KEYS if k in answer), None))
         predicted, score = keys
         if predicted is not None:
-            self.child(self.predictions, model, version,
-                       self._bounded(model, answer[predicted])).inc()
+            self.predictions.inc((model, version, self._bounded(model, answer[predicted])))
         if score is not None:
             value = answer.get(score)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.child(self.scores, model, version).observe(value)
+                self.scores.observe((model, version), value)
 
     def observe_rows(self, route: str, model: str, rows: int) -> None:
-        self.child(self.batch_rows, route, model).observe(rows)
+        self.batch_rows.observe((route, model), rows)
 
     def observe_shared(self, model: str, documents: int) -> None:
-        self.child(self.shared, model).observe(documents)
+        self.shared.observe((model,), documents)
 
     def _bounded(self, model: str, value: Any) -> str:
         text = "1" if value is True else "0" if value is False else normal(value)
@@ -151,38 +140,12 @@ class GatewayMetrics:
         return text
 
 
-class MetricsMiddleware:
-    """Counts every answer and times it, labelled by route template and model."""
-
-    def __init__(self, app, metrics: GatewayMetrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = time.perf_counter()
-        token = REQUEST.set((started, scope["path"]))
-        answer: Dict[str, Any] = {"code": 500, "model": "", "version": ""}
-
-        async def sending(message):
-            if message["type"] == "http.response.start":
-                answer["code"] = message["status"]
-                for name, value in message.get("headers", ()):
-                    if name == b"x-model-name":
-                        answer["model"] = value.decode("latin-1")
-                    elif name == b"x-model-version":
-                        answer["version"] = value.decode("latin-1")
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            REQUEST.reset(token)
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
-            model = answer["model"]
-            metrics = self.metrics
-            metrics.child(metrics.requests, template, scope["method"], model, answer["version"],
-                          str(answer["code"])).inc()
-            metrics.child(metrics.latency, template, model).observe(time.perf_counter() - started)
+def record_request(metrics: GatewayMetrics, scope, status: int, started: float) -> None:
+    """One answered request: counted and timed by route template, method, model, version
+    and status.  The model is the one the request was resolved to (``SERVED``, set by the
+    model directory; the same that ``X-Model-Name`` names), empty if none."""
+    route = scope.get("route")
+    template = getattr(route, "path", None) or UNMATCHED
+    model, version = SERVED.get() or ("", "")
+    metrics.requests.inc((template, scope["method"], model, version, str(status)))
+    metrics.latency.observe((template, model), time.perf_counter() - started)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextvars
 from typing import Optional, Tuple
 
-# (time.perf_counter() at arrival, path); set by metrics.MetricsMiddleware around each call.
+# (time.perf_counter() at arrival, path); set by request_id.RequestIdMiddleware.
 REQUEST: contextvars.ContextVar[Optional[Tuple[float, str]]] = contextvars.ContextVar(
     "monitored_request", default=None)
 # (model, version) the request was resolved to, once it is: error answers name it too.

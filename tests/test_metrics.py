@@ -108,3 +108,23 @@ def test_fraud_answers_show_up_in_the_stack_gateways_metrics(served):
     counts = samples(text, "mlplatform_gateway_requests_total")
     assert counts[frozenset({"route": "/forward", "method": "POST", "model": "fraud",
                              "version": version, "code": "200"}.items())] >= 3
+
+
+@pytest.mark.unit
+def test_loop_histograms_bucket_like_prometheus_client():
+    """The request path's lock-free histogram puts values where prometheus_client's own
+    Histogram does, bounds included (le: at or below)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from mlplatform.gateway.loop_metrics import LoopHistogram
+
+    bounds = (0.1, 0.5, 1.0)
+    ours = LoopHistogram("h", "h", ["m"], bounds)
+    theirs = Histogram("h", "h", ["m"], buckets=bounds, registry=CollectorRegistry())
+    for value in (0.0, 0.1, 0.10001, 0.5, 0.7, 1.0, 3.0):
+        ours.observe(("x",), value)
+        theirs.labels("x").observe(value)
+    expected = {s.labels["le"]: s.value for s in next(iter(theirs.collect())).samples
+                if s.name == "h_bucket"}
+    found = {s.labels["le"]: s.value for s in ours.family().samples if s.name == "h_bucket"}
+    assert found == expected == {"0.1": 2, "0.5": 4, "1.0": 6, "+Inf": 7}
