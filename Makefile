@@ -46,6 +46,7 @@ test: $(STAMP)
 	bash scripts/ensure_package.sh chromium command -v chromium
 	bash scripts/ensure_package.sh postgresql sh -c 'ls /usr/lib/postgresql/*/bin/pg_ctl'
 	bash scripts/ensure_package.sh prometheus command -v prometheus
+	bash scripts/ensure_package.sh kubernetes-client command -v kubectl
 	@git status --porcelain --ignored > $(VENV)/.status-before 2>/dev/null || true
 	$(BIN)/python -m pytest -p no:cacheprovider
 	@bash scripts/check_clean.sh $(VENV)/.status-before

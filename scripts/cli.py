@@ -847,6 +847,73 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
 
 
 @main.group()
+def k8s() -> None:
+    """Kubernetes + KServe manifests from the registry (docs/kubernetes.md)."""
+
+
+@k8s.command("render")
+@click.argument("model", metavar="NAME[@ALIAS|/VERSION]")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write <name>.yaml into this folder (default: print the YAML).")
+@click.option("--namespace", default="mlplatform", show_default=True)
+@click.option("--image", default="mlplatform:0.1.0", show_default=True,
+              help="The platform image (infra/docker) for MLServer and the gateway.")
+@click.option("--min-replicas", type=int, default=1, show_default=True)
+@click.option("--max-replicas", type=int, default=3, show_default=True)
+@click.option("--cpu", default="1", show_default=True, help="Per predictor replica.")
+@click.option("--memory", default="2Gi", show_default=True, help="Per predictor replica.")
+@click.option("--s3-secret", default="mlplatform-s3", show_default=True,
+              help="The Secret holding the S3 keys (created with kubectl, never rendered).")
+@click.option("--cluster-tracking-uri", default="http://mlflow.mlplatform.svc.cluster.local:5000",
+              show_default=True, help="MLflow as the gateway in the cluster reaches it.")
+@click.option("--artifacts-destination",
+              help="Where the tracking server stores artifacts (s3://bucket), when it is not "
+                   "this stack's.")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+              help="MLflow to resolve the model in [the stack's].")
+@click.pass_context
+@_friendly_errors
+def k8s_render(ctx: click.Context, model: str, out: Optional[Path], namespace: str, image: str,
+               min_replicas: int, max_replicas: int, cpu: str, memory: str, s3_secret: str,
+               cluster_tracking_uri: str, artifacts_destination: Optional[str],
+               tracking_uri: Optional[str]) -> None:
+    """Render a KServe InferenceService (V2, MLServer runtime, storageUri = the S3 location
+    the alias resolves to now), its ServingRuntime and the model's gateway."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from mlplatform.mlserver_configs.generator import ConfigError, resolve
+    from mlplatform.mlserver_configs.kserve import KServeOptions, RenderError, object_name, render
+    from mlplatform.pyfunc_models.conventions import ModelReference
+
+    from .stack import StackError
+    from .stack import tracking_uri as resolve_tracking
+
+    settings = _settings(ctx)
+    options = KServeOptions(namespace=namespace, image=image, min_replicas=min_replicas,
+                            max_replicas=max_replicas, cpu=cpu, memory=memory,
+                            s3_secret=s3_secret, tracking_uri=cluster_tracking_uri)
+    registry = MlflowClient(tracking_uri=resolve_tracking(settings, tracking_uri))
+    try:
+        resolved = resolve(registry, ModelReference.parse(model, settings.alias))
+        storage = storage_location(resolved.storage_uri,
+                                   artifacts_destination or settings.artifacts_destination)
+        objects = render(resolved, storage, options)
+    except (ConfigError, RenderError) as exc:
+        raise StackError(str(exc)) from None
+    text = (f"# mlplatform k8s render {model}: {resolved.uri}"
+            f"{f' (@{resolved.alias})' if resolved.alias else ''}\n"
+            + yaml.safe_dump_all(objects, sort_keys=False))
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{object_name(resolved.name)}.yaml"
+    path.write_text(text)
+    click.echo(f"wrote {path}: {resolved.uri} from {storage}")
+
+
+@main.group()
 def minio() -> None:
     """Run a real MinIO server for the artifact store (needs a `minio` binary)."""
 

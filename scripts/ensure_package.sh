@@ -2,7 +2,7 @@
 # ensure_package.sh PACKAGE CHECK...: install the Debian PACKAGE unless the command CHECK
 # succeeds. `make test` uses it for what the suite drives but pip cannot install:
 # chromium (the web page tests), postgresql (the feature store on a real server),
-# prometheus (`mlplatform up --monitoring`).
+# prometheus (`mlplatform up --monitoring`), kubernetes-client (`kubectl kustomize`).
 set -euo pipefail
 package="$1"
 shift
