@@ -15,7 +15,7 @@ PROXY := $(HUB)/node_modules/.bin/configurable-http-proxy
 $(STAMP): setup.cfg pyproject.toml constraints.txt $(HUB)/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,jupyter]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,jupyter,spark]"
 	bash scripts/ensure_package.sh npm command -v npm
 	npm ci --prefix $(HUB) --no-audit --no-fund --loglevel=error
 	bash scripts/ensure_package.sh prometheus command -v prometheus
@@ -47,6 +47,7 @@ test: $(STAMP)
 	bash scripts/ensure_package.sh postgresql sh -c 'ls /usr/lib/postgresql/*/bin/pg_ctl'
 	bash scripts/ensure_package.sh prometheus command -v prometheus
 	bash scripts/ensure_package.sh kubernetes-client command -v kubectl
+	bash scripts/ensure_package.sh openjdk-17-jre-headless command -v java
 	@git status --porcelain --ignored > $(VENV)/.status-before 2>/dev/null || true
 	$(BIN)/python -m pytest -p no:cacheprovider
 	@bash scripts/check_clean.sh $(VENV)/.status-before

@@ -846,6 +846,59 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
 # ---------------------------------------------------------------- MinIO
 
 
+@main.command()
+@click.argument("model", metavar="NAME[@ALIAS|/VERSION]")
+@click.argument("source", metavar="INPUT")
+@click.argument("output", metavar="OUTPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+              help="local: stream the file through the model in this process; spark: "
+                   "mlflow.pyfunc.spark_udf on Spark.")
+@click.option("--master", default="local[*]", show_default=True,
+              help="Spark master (--engine spark): local[N], spark://host:7077, yarn, k8s://...")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Rows per chunk (--engine local).")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking server.")
+@click.pass_context
+@_friendly_errors
+def batch(ctx: click.Context, model: str, source: Path, output: Path, engine: str, master: str,
+          chunk_rows: int, tracking_uri: Optional[str]) -> None:
+    """Score a CSV or Parquet file with a registered model into OUTPUT (.csv or .parquet).
+
+    INPUT is a local file, or (with --engine spark) any URI Spark reads: s3a://, hdfs://."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    from mlplatform.mlserver_configs.generator import ConfigError, resolve
+    from mlplatform.pyfunc_models.conventions import ModelReference
+
+    from .batch_scoring import BatchError, file_format, is_remote, score_local, score_spark
+    from .stack import StackError
+    from .stack import tracking_uri as resolve_tracking
+
+    settings = _settings(ctx)
+    try:
+        file_format(Path(source)), file_format(output)
+        if is_remote(source):
+            if engine != "spark":
+                raise BatchError(f"{source}: the local engine reads local files; use "
+                                 "--engine spark for a URI")
+        elif not Path(source).is_file():
+            raise BatchError(f"{source}: no such file")
+        uri = resolve_tracking(settings, tracking_uri)
+        resolved = resolve(MlflowClient(tracking_uri=uri), ModelReference.parse(model, settings.alias))
+        os.environ.setdefault("MLFLOW_TRACKING_URI", uri)  # Spark's workers load models:/ too
+        if engine == "spark":
+            where = source if is_remote(source) else Path(source).resolve()
+            result = score_spark(resolved.uri, where, output.resolve(), master)
+        else:
+            result = score_local(resolved.uri, Path(source), output, chunk_rows)
+    except (BatchError, ConfigError) as exc:
+        raise StackError(str(exc)) from None
+    click.echo(f"scored {result.rows:,} rows with {result.model_uri} ({engine}) in "
+               f"{result.seconds:.1f} s ({result.rows_per_second:,.0f} rows/s) -> {result.output}")
+
+
 @main.group()
 def k8s() -> None:
     """Kubernetes + KServe manifests from the registry (docs/kubernetes.md)."""
