@@ -31,7 +31,7 @@ def gateway_answers(served, transactions):
     """/forward_batch on the version `fraud` serves: the reference."""
     _, path = transactions
     version = requests.post(served.gateway_url + "/forward?model=fraud", timeout=30,
-                            json=generate_transactions(1, 1)[list(FEATURES)]
+                            json=generate_transactions(4, 1)[list(FEATURES)]
                             .to_dict("records")[0]).headers["x-model-version"]
     answer = requests.post(served.gateway_url + f"/forward_batch?model=fraud/{version}",
                            files={"file": ("t.csv", path.read_bytes(), "text/csv")}, timeout=120)
