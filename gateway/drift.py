@@ -31,12 +31,15 @@ class NoProfile(NotFound):
 
 
 class DriftMonitor:
-    def __init__(self, registry: Any, window: int, min_inputs: int):
+    def __init__(self, registry: Any, window: int, min_inputs: int, idle: float = 900.0):
         self.registry = registry
         self.window = max(1, window)
         self.min_inputs = max(1, min(min_inputs, self.window))
+        self.idle = idle
         self.windows: Dict[Key, Deque[Any]] = {}
         self._profiles: Dict[Key, Tuple[Optional[dict], str, float]] = {}
+        # (identity of the newest input, since when it is the newest), per window
+        self._activity: Dict[Key, Tuple[int, float]] = {}
 
     def observe(self, model: str, version: str, document: Any) -> None:
         """One input (a JSON object of features); other shapes are not profiled."""
@@ -104,8 +107,22 @@ class DriftMonitor:
             found[name] = {"psi": round(value, 4), "verdict": verdict(value)}
         return found
 
+    def expire_idle(self, now: Optional[float] = None) -> None:
+        """Forget the windows of versions that got no input for ``idle`` seconds (a retired
+        version, a finished canary): their gauges would otherwise report old traffic
+        forever.  Checked when reports are asked, so the request path pays nothing."""
+        now = time.monotonic() if now is None else now
+        for key, window in list(self.windows.items()):
+            newest = id(window[-1]) if window else 0
+            seen = self._activity.get(key)
+            if seen is None or seen[0] != newest:
+                self._activity[key] = (newest, now)
+            elif now - seen[1] > self.idle:
+                del self.windows[key], self._activity[key]
+
     async def reports(self) -> List[Dict[str, Any]]:
         """Every observed version that has a profile and enough inputs (for the gauges)."""
+        self.expire_idle()
         found = []
         for model, version in list(self.windows):
             try:

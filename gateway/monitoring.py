@@ -29,7 +29,8 @@ class Monitoring:
         self.enabled = settings.monitoring
         self.metrics = metrics
         self.store = store
-        self.drift = DriftMonitor(registry, settings.drift_window, settings.drift_min_inputs)
+        self.drift = DriftMonitor(registry, settings.drift_window, settings.drift_min_inputs,
+                                  settings.drift_idle_seconds)
         self.live = LiveView(metrics)
         self.log: Optional[PredictionLog] = None
         if self.enabled and settings.prediction_log:

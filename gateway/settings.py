@@ -86,6 +86,8 @@ class GatewaySettings(BaseSettings):
     # verdict once `drift_min_inputs` were seen (drift.py).
     drift_window: int = 1000
     drift_min_inputs: int = 100
+    # A version's window (and gauges) is forgotten after this many seconds without input.
+    drift_idle_seconds: float = 900.0
 
     def model_post_init(self, context) -> None:
         state = Path(os.environ.get("MLPLATFORM_STATE_DIR") or ".mlplatform").expanduser().resolve()

@@ -12,6 +12,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from mlplatform.gateway.app import build, create_app
+from mlplatform.gateway.drift import DriftMonitor
 from mlplatform.gateway.prediction_log import Entry, PredictionLog
 from mlplatform.gateway.settings import GatewaySettings
 from mlplatform.pyfunc_models.fraud.data import generate_transactions
@@ -178,6 +179,21 @@ def test_drift_without_a_profile_is_404_and_too_few_have_no_verdict(tmp_path, tr
         assert "needs 50" in early["reason"]
         unknown = client.get("/monitoring/drift", params={"model": "nosuch"})
         assert unknown.status_code == 400
+
+
+@pytest.mark.unit
+def test_a_window_without_input_for_the_idle_time_is_forgotten():
+    monitor = DriftMonitor(registry=None, window=10, min_inputs=1, idle=60)
+    monitor.observe("m", "1", {"x": 1})
+    monitor.observe("m", "2", {"x": 1})
+    monitor.expire_idle(now=1000)          # both seen now
+    monitor.observe("m", "2", {"x": 2})    # only version 2 keeps getting inputs
+    monitor.expire_idle(now=1050)
+    assert set(monitor.windows) == {("m", "1"), ("m", "2")}
+    monitor.expire_idle(now=1070)          # version 1: 70 s without input
+    assert set(monitor.windows) == {("m", "2")}
+    monitor.expire_idle(now=1200)
+    assert not monitor.windows
 
 
 @pytest.mark.unit

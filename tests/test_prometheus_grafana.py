@@ -62,7 +62,7 @@ def traffic(monitored):
     """Single calls (fraud with a shifted amount, so drift has a value), a batch, a job
     state, an error: what every panel needs."""
     gateway = monitored.gateway_url
-    rows = generate_transactions(400, 9)[list(FEATURES)]
+    rows = generate_transactions(1000, 9)[list(FEATURES)]
     with requests.Session() as session:
         batch = session.post(gateway + "/forward_batch?model=fraud", timeout=60,
                              files={"file": ("rows.csv", io.BytesIO(rows.to_csv(index=False)
@@ -70,42 +70,54 @@ def traffic(monitored):
         assert batch.status_code == 200, batch.text
         for n in range(20):
             assert session.post(gateway + "/forward", json={"a": n}, timeout=30).status_code == 200
-        for record in rows.to_dict("records"):  # last: 400 of the 1,000-input window
+        for record in rows.to_dict("records"):  # last: the whole 1,000-input drift window
             record["amount"] = record["amount"] * 4 + 500
-            assert session.post(gateway + "/predict", json=record, timeout=30).status_code == 200
-    return monitored
+            answer = session.post(gateway + "/predict", json=record, timeout=30)
+            assert answer.status_code == 200
+    # the fraud version the stream reached, and when the stream ended
+    return answer.headers["x-model-version"], time.time()
 
 
-def test_prometheus_scrapes_the_gateway_and_mlserver(traffic):
-    status = traffic.cli("status", check=False).stdout
+def test_prometheus_scrapes_the_gateway_and_mlserver(monitored, traffic):
+    status = monitored.cli("status", check=False).stdout
     assert re.search(r"^prometheus\s+healthy", status, re.M), status
     deadline = time.monotonic() + 60
     while True:
-        up = {r["metric"]["job"]: r["value"][1] for r in query(traffic.prometheus_url, "up")}
+        up = {r["metric"]["job"]: r["value"][1] for r in query(monitored.prometheus_url, "up")}
         if up == {"mlplatform-gateway": "1", "mlserver": "1"} or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert up == {"mlplatform-gateway": "1", "mlserver": "1"}
-    rules = requests.get(traffic.prometheus_url + "/api/v1/rules", timeout=10).json()
+    rules = requests.get(monitored.prometheus_url + "/api/v1/rules", timeout=10).json()
     alerts = {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
     assert {"InputDrift", "GatewayServerErrors", "PredictionLogDropping", "TargetDown"} <= alerts
-    assert "prometheus" in traffic.cli("logs", "prometheus").stdout.lower()
+    assert "prometheus" in monitored.cli("logs", "prometheus").stdout.lower()
 
 
-def test_every_dashboard_panel_returns_data(traffic):
+def test_every_dashboard_panel_returns_data(monitored, traffic):
     pending = dict(panel_queries())
     assert len(pending) >= 14
     results = {}
     deadline = time.monotonic() + 90  # a few scrapes after the traffic (1 s interval)
     while pending and time.monotonic() < deadline:
         for name, expr in list(pending.items()):
-            found = query(traffic.prometheus_url, grafana_expr(expr))
+            found = query(monitored.prometheus_url, grafana_expr(expr))
             if found:
                 results[name] = found
                 del pending[name]
         time.sleep(1)
     assert not pending, f"panels without data: {sorted(pending)}"
-    drift = query(traffic.prometheus_url, 'mlplatform_gateway_input_drift_psi{model="fraud"}')
+    # the version our stream reached (others -- earlier tests' -- have windows of their
+    # own), scraped after the stream ended (its window then holds only the stream)
+    version, ended = traffic
+    series = f'mlplatform_gateway_input_drift_psi{{model="fraud",version="{version}"}}'
+    deadline = time.monotonic() + 60
+    while True:
+        scraped = query(monitored.prometheus_url, f"min(timestamp({series}))")
+        if (scraped and float(scraped[0]["value"][1]) > ended) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    drift = query(monitored.prometheus_url, series)
     psi = {r["metric"]["feature"]: float(r["value"][1]) for r in drift}
     assert psi["amount"] > 0.2 and max(psi, key=psi.get) == "amount", psi
 
