@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo down test test-fast lint bench install clean
+.PHONY: demo down test test-fast lint bench install clean images
 
 HUB := infra/jupyterhub
 PROXY := $(HUB)/node_modules/.bin/configurable-http-proxy
@@ -55,6 +55,13 @@ test: $(STAMP)
 ## test-fast: the unit tier only (no processes started), in seconds.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -m unit
+
+## images: the platform image (infra/docker/Dockerfile; every role, no model inside), on
+## python:3.11-slim or, where that cannot be pulled, a local debootstrap Debian base.
+## IMAGES_FLAGS=--ci adds the stand-ins docker-compose.ci.yml uses (S3, PostgreSQL, Prometheus).
+IMAGES_FLAGS ?=
+images: $(STAMP)
+	$(BIN)/python -m mlplatform.scripts.images $(IMAGES_FLAGS)
 
 lint: $(STAMP)
 	$(BIN)/flake8 .

@@ -42,7 +42,7 @@ class RenderError(ValueError):
 @dataclass(frozen=True)
 class KServeOptions:
     namespace: str = "mlplatform"
-    image: str = "mlplatform:0.1.0"       # the platform image (infra/docker)
+    image: str = "mlplatform/platform:0.1.0"  # the platform image (infra/docker)
     runtime: str = "mlplatform-mlserver"
     service_account: str = "mlplatform-models"
     s3_secret: str = "mlplatform-s3"      # kubectl create secret ... (docs/kubernetes.md)

@@ -470,9 +470,8 @@ def _check_artifact_store(settings: PlatformSettings, destination: str) -> None:
     if not settings.uses_s3 or (destination and not destination.startswith("s3://")):
         return
     from .s3 import ensure_bucket
-    from .stack import _s3_keys
 
-    ensure_bucket(str(settings.s3_endpoint_url), settings.s3_bucket, *_s3_keys(settings),
+    ensure_bucket(str(settings.s3_endpoint_url), settings.s3_bucket, *settings.s3_keys(),
                   create=False)
 
 
@@ -909,7 +908,7 @@ def k8s() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Write <name>.yaml into this folder (default: print the YAML).")
 @click.option("--namespace", default="mlplatform", show_default=True)
-@click.option("--image", default="mlplatform:0.1.0", show_default=True,
+@click.option("--image", default="mlplatform/platform:0.1.0", show_default=True,
               help="The platform image (infra/docker) for MLServer and the gateway.")
 @click.option("--min-replicas", type=int, default=1, show_default=True)
 @click.option("--max-replicas", type=int, default=3, show_default=True)
@@ -992,3 +991,19 @@ def minio_up(ctx: click.Context, **flags: Any) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("role", type=str)
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def container(ctx: click.Context, role: str, arguments) -> None:
+    """Run a role of the platform image: mlflow, mlserver, gateway or health
+    (infra/docker; configured by environment variables). Any other ROLE is run as a
+    command with ARGUMENTS."""
+    from .container import RoleError, run
+
+    try:
+        ctx.exit(run(role, list(arguments)))
+    except RoleError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -120,6 +120,11 @@ class PlatformSettings(BaseSettings):
         if self.aws_secret_access_key:
             env["AWS_SECRET_ACCESS_KEY"] = self.aws_secret_access_key.get_secret_value()
         return env
+
+    def s3_keys(self) -> Tuple[Optional[str], Optional[str]]:
+        """(access key, secret key) in clear text, for boto3 only."""
+        return tuple(key.get_secret_value() if key else None  # type: ignore[return-value]
+                     for key in (self.aws_access_key_id, self.aws_secret_access_key))
 
     def child_environment(self, **extra: str) -> Dict[str, str]:
         return {**os.environ, **self.s3_environment(), **extra}

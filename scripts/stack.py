@@ -210,7 +210,7 @@ def _launch(state: StackState, settings: PlatformSettings, name: str, command: L
 def _start_mlflow(settings: PlatformSettings, state: StackState, report: Report) -> None:
     require_free_ports(settings.host, {"HTTP": settings.mlflow_port}, "mlflow")
     if settings.uses_s3:
-        ensure_bucket(str(settings.s3_endpoint_url), settings.s3_bucket, *_s3_keys(settings))
+        ensure_bucket(str(settings.s3_endpoint_url), settings.s3_bucket, *settings.s3_keys())
     folder = settings.state_path
     folder.mkdir(parents=True, exist_ok=True)
     destination = settings.artifacts_destination
@@ -392,7 +392,7 @@ def start_minio(settings: PlatformSettings, report: Report = print) -> ManagedPr
     binary = shutil.which("minio")
     if binary is None:
         raise StackError("no `minio` binary on PATH; see infra/minio/README.md to install one")
-    access_key, secret_key = _s3_keys(settings)
+    access_key, secret_key = settings.s3_keys()
     if not access_key or not secret_key:
         raise StackError("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or put them in .env): "
                          "MinIO uses them as its root user and password")
@@ -411,13 +411,6 @@ def start_minio(settings: PlatformSettings, report: Report = print) -> ManagedPr
     report(f"MinIO started at {url} (console {settings.url(settings.minio_console_port)}); "
            f"bucket {settings.s3_bucket!r} {'created' if created else 'present'}")
     return process
-
-
-def _s3_keys(settings: PlatformSettings):
-    key = settings.aws_access_key_id.get_secret_value() if settings.aws_access_key_id else None
-    secret = (settings.aws_secret_access_key.get_secret_value()
-              if settings.aws_secret_access_key else None)
-    return key, secret
 
 
 __all__ = ["StackError", "StartupError", "up", "down", "status", "local_target", "start_minio"]

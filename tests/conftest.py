@@ -36,11 +36,14 @@ from tests.support import (
     wait_for_http,
 )
 
-STACK_FIXTURES = {"s3_server", "stack", "served", "postgres"}
+STACK_FIXTURES = {"s3_server", "stack", "served", "postgres", "platform_images", "compose_stack"}
+CONTAINER_FIXTURES = {"platform_images", "compose_stack"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tiers follow from what a test uses, so no marker can be forgotten."""
+    """Tiers follow from what a test uses, so no marker can be forgotten.  The container
+    tests go last: `.ci/run` builds their images in the background meanwhile."""
+    items.sort(key=lambda item: bool(set(getattr(item, "fixturenames", ())) & CONTAINER_FIXTURES))
     for item in items:
         if item.get_closest_marker("browser") or item.get_closest_marker("stack"):
             continue

@@ -28,3 +28,14 @@ def test_the_workflow_lints_and_runs_the_suite_like_ci():
     runs = "\n".join(step.get("run", "") for step in jobs["test"]["steps"])
     assert "bash .ci/run" in runs and "make test" in (ROOT / ".ci" / "run").read_text()
     assert jobs["test"]["needs"] == "lint"
+
+
+@pytest.mark.unit
+def test_the_workflow_builds_the_image_and_runs_the_compose_stack():
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    assert "--privileged" in jobs["test"]["container"]["options"]  # dockerd for .ci/run
+    runs = "\n".join(step.get("run", "") for step in jobs["images"]["steps"])
+    assert "docker build -f infra/docker/Dockerfile" in runs
+    assert "docker compose up -d --no-build --wait" in runs and "/forward" in runs
+    assert jobs["images"]["steps"][-1]["if"] == "always()"
+    assert "down -v" in jobs["images"]["steps"][-1]["run"]

@@ -1,0 +1,250 @@
+"""docker-compose.yml: validated against the Compose Specification, checked for the
+platform's rules, and run for real with docker-compose.ci.yml (the stand-ins for the
+images Docker Hub would give): up, a model registered through the MLflow container,
+``/forward`` answered by the gateway container, the model pulled again from S3 after
+MLServer's container restarts, Prometheus scraping the gateway, ``down -v`` leaving nothing.
+
+The container tests need a Docker daemon; without one they are skipped with the reason
+(``.ci/run`` installs and starts Docker, so CI always runs them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from mlplatform.scripts import images
+from mlplatform.scripts.processes import free_port
+from tests.support import BIN
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILES = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.ci.yml")]
+PUBLISHED = {"gateway", "mlflow", "minio", "prometheus", "grafana"}  # the API and the UIs
+PLATFORM_ROLES = {"mlflow", "mlserver", "gateway"}
+
+
+def compose_document() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def compose_spec() -> Path:
+    for candidate in (os.environ.get("MLPLATFORM_SCHEMAS"), ROOT.parent / "shared" / "schemas",
+                      Path("/work/shared/schemas")):
+        if candidate and (Path(candidate) / "compose" / "compose-spec.json").exists():
+            return Path(candidate) / "compose" / "compose-spec.json"
+    pytest.skip("the Compose Specification schema is not here (../shared/schemas)")
+
+
+# ---------------------------------------------------------------- the file
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.ci.yml"])
+def test_compose_files_follow_the_compose_specification(name):
+    """The reference schema, and the one check-jsonschema vendors (two versions of the spec)."""
+    for schema in (["--schemafile", str(compose_spec())], ["--builtin-schema", "vendor.compose-spec"]):
+        result = subprocess.run([str(BIN / "check-jsonschema"), *schema, str(ROOT / name)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_file_publishes_only_the_gateway_and_the_uis_and_keeps_secrets_in_env():
+    document = compose_document()
+    services = document["services"]
+    assert set(services) == {"minio", "feature-store", "mlflow", "mlserver", "gateway",
+                             "prometheus", "grafana"}
+    assert {name for name, service in services.items() if service.get("ports")} == PUBLISHED
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("${"), f"{name}: published port {port} is not configurable"
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert rule == {"condition": "service_healthy"}, (name, dependency)
+            target = services[dependency]
+            assert "healthcheck" in target or dependency in PLATFORM_ROLES, dependency
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            assert source.startswith("./") or source in document["volumes"], (name, mount)
+    for name in PLATFORM_ROLES:
+        assert services[name]["command"] == [name]
+    text = (ROOT / "docker-compose.yml").read_text()
+    for secret in ("MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+        assert f"${{{secret}:?" in text, f"{secret} must come from .env, required"
+    dockerfile = (ROOT / "infra" / "docker" / "Dockerfile").read_text()
+    assert "\nUSER mlplatform" in dockerfile and "\nHEALTHCHECK " in dockerfile
+
+
+def compose_environment(ports: dict) -> dict:
+    return {**os.environ,
+            "MINIO_ROOT_USER": "mlplatform", "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(16),
+            "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+            "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(16),
+            "MLPLATFORM_IMAGE": images.platform_image(), **ports}
+
+
+def test_docker_compose_config_accepts_the_files_and_refuses_a_missing_secret():
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
+    env = compose_environment({})
+    result = subprocess.run(["docker-compose", *COMPOSE_FILES, "config", "--quiet"],
+                            env=env, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    env.pop("POSTGRES_PASSWORD")
+    missing = subprocess.run(["docker-compose", *COMPOSE_FILES, "config", "--quiet"],
+                             env=env, capture_output=True, text=True, cwd=ROOT)
+    assert missing.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in missing.stderr
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["nosuchrole"], "'nosuchrole' is neither a role (mlflow, mlserver, gateway, health)"),
+    (["gateway"], "the gateway role needs MLPLATFORM_GATEWAY_MLSERVER_URL"),
+    (["mlserver"], "set MLFLOW_TRACKING_URI"),
+    (["mlflow"], "set MLFLOW_S3_ENDPOINT_URL"),
+])
+def test_a_role_without_its_configuration_says_which_variable_to_set(
+        tmp_path, arguments, message):
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("MLPLATFORM_", "MLFLOW_", "AWS_"))}
+    result = subprocess.run([str(BIN / "mlplatform"), "container", *arguments], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_health_check_reports_unhealthy_until_a_role_announced_itself(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    result = subprocess.run([str(BIN / "mlplatform"), "container", "health"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+
+
+# ---------------------------------------------------------------- for real
+
+
+@pytest.fixture(scope="module")
+def platform_images():
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
+    if not images.daemon_answers():
+        pytest.skip("no Docker daemon answers (`.ci/run` installs and starts one)")
+    return images.build_all(ci=True, report=lambda line: None)
+
+
+class Compose:
+    def __init__(self, project: str, env: dict):
+        self.project = project
+        self.env = env
+
+    def run(self, *arguments: str, check: bool = True, timeout: float = 600):
+        result = subprocess.run(["docker-compose", "-p", self.project, *COMPOSE_FILES, *arguments],
+                                env=self.env, capture_output=True, text=True, cwd=ROOT,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker-compose {' '.join(arguments)} failed:\n"
+                                 f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result
+
+    def logs(self) -> str:
+        return self.run("logs", "--no-color", "--tail", "60", check=False).stdout[-12000:]
+
+    def leftovers(self) -> list:
+        label = f"label=com.docker.compose.project={self.project}"
+        found = []
+        for kind in ("container", "volume", "network"):
+            listed = subprocess.run(["docker", kind, "ls", "-q", *(["-a"] if kind == "container"
+                                     else []), "--filter", label],
+                                    capture_output=True, text=True, check=True).stdout.split()
+            found += [f"{kind} {item}" for item in listed]
+        return found
+
+
+@pytest.fixture(scope="module")
+def compose_stack(platform_images):
+    ports = {name: str(free_port()) for name in (
+        "MLPLATFORM_GATEWAY_PORT", "MLFLOW_PORT", "MINIO_CONSOLE_PORT", "PROMETHEUS_PORT",
+        "GRAFANA_PORT")}
+    stack = Compose(f"mlplatform-test-{secrets.token_hex(4)}", compose_environment(ports))
+    stack.ports = ports
+    try:
+        stack.run("up", "-d", "--no-build", timeout=900)
+        yield stack
+    except AssertionError:
+        print(stack.logs())
+        raise
+    finally:
+        stack.run("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+
+
+def gateway(stack: Compose, path: str) -> str:
+    return f"http://127.0.0.1:{stack.ports['MLPLATFORM_GATEWAY_PORT']}{path}"
+
+
+def wait_for(check, what: str, stack: Compose, timeout: float = 180):
+    """Poll until ``check()`` is truthy; the deadline only bounds a broken stack."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (requests.RequestException, ValueError, KeyError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{what} within {timeout:.0f}s; logs:\n{stack.logs()}")
+
+
+def forward_echo(stack: Compose):
+    answer = requests.post(gateway(stack, "/forward"), json={"a": 21}, timeout=30)
+    return answer if answer.status_code == 200 else None
+
+
+def test_compose_stack_registers_serves_and_answers_through_the_gateway(compose_stack):
+    stack = compose_stack
+    health = requests.get(gateway(stack, "/health"), timeout=10)
+    assert health.status_code == 200, health.text
+    # a model registered through the MLflow container, with the platform's own CLI
+    stack.run("exec", "-T", "mlflow", "mlplatform", "register", "echo", "--alias", "champion",
+              "--tracking-uri", "http://localhost:5000")
+    deployed = stack.run("exec", "-T", "gateway", "mlplatform", "deploy", "--model",
+                         "echo@champion", "--mlserver-url", "http://mlserver:8080",
+                         "--repository", "/srv/models", "--target", "compose",
+                         "--tracking-uri", "http://mlflow:5000")
+    assert "echo/1: " in deployed.stdout, deployed.stdout
+    answer = wait_for(lambda: forward_echo(stack), "/forward answered", stack)
+    assert answer.headers["X-Model-Name"] == "echo" and answer.headers["X-Model-Version"] == "1"
+    assert answer.json() == {"result": 42}
+    # the artifacts live in S3, not in the image: a new MLServer container pulls them again
+    stack.run("restart", "mlserver")
+    answer = wait_for(lambda: forward_echo(stack), "/forward answered after MLServer restarted",
+                      stack)
+    assert answer.headers["X-Model-Version"] == "1"
+    # what MLServer read: a models:/ URI, resolved through MLflow (no path into the image)
+    settings = stack.run("exec", "-T", "mlserver", "cat",
+                         "/srv/models/echo/1/model-settings.json").stdout
+    assert json.loads(settings)["parameters"]["uri"] == "models:/echo/1"
+
+
+def test_compose_prometheus_scrapes_the_gateway_and_mlserver(compose_stack):
+    url = f"http://127.0.0.1:{compose_stack.ports['PROMETHEUS_PORT']}/api/v1/query"
+
+    def scraped():
+        result = requests.get(url, params={"query": "up"}, timeout=10).json()["data"]["result"]
+        jobs = {series["metric"]["job"]: series["value"][1] for series in result}
+        return jobs if jobs.get("mlplatform-gateway") == "1" and jobs.get("mlserver") == "1" \
+            else None
+
+    assert wait_for(scraped, "Prometheus scraped the gateway and MLServer", compose_stack)
+
+
+def test_compose_down_removes_every_container_volume_and_network(compose_stack):
+    """Runs last in this module: ``down -v`` on the stack the tests above used."""
+    assert compose_stack.leftovers()
+    compose_stack.run("down", "-v", "--remove-orphans", "--timeout", "20")
+    assert compose_stack.leftovers() == []
