@@ -21,12 +21,12 @@ import pytest
 import requests
 import yaml
 
-from mlplatform.scripts import images
-from mlplatform.scripts.processes import free_port
+from mlplatform.scripts import compose, images
+from mlplatform.scripts.compose import ComposeError, ComposeProject
 from tests.support import BIN
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPOSE_FILES = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.ci.yml")]
+COMPOSE_FILES = compose.compose_files(ci=True)
 PUBLISHED = {"gateway", "mlflow", "minio", "prometheus", "grafana"}  # the API and the UIs
 PLATFORM_ROLES = {"mlflow", "mlserver", "gateway"}
 
@@ -80,18 +80,10 @@ def test_compose_file_publishes_only_the_gateway_and_the_uis_and_keeps_secrets_i
     assert "\nUSER mlplatform" in dockerfile and "\nHEALTHCHECK " in dockerfile
 
 
-def compose_environment(ports: dict) -> dict:
-    return {**os.environ,
-            "MINIO_ROOT_USER": "mlplatform", "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(16),
-            "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
-            "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(16),
-            "MLPLATFORM_IMAGE": images.platform_image(), **ports}
-
-
 def test_docker_compose_config_accepts_the_files_and_refuses_a_missing_secret():
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
-    env = compose_environment({})
+    env = compose.environment()
     result = subprocess.run(["docker-compose", *COMPOSE_FILES, "config", "--quiet"],
                             env=env, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
@@ -137,56 +129,20 @@ def platform_images():
     return images.build_all(ci=True, report=lambda line: None)
 
 
-class Compose:
-    def __init__(self, project: str, env: dict):
-        self.project = project
-        self.env = env
-
-    def run(self, *arguments: str, check: bool = True, timeout: float = 600):
-        result = subprocess.run(["docker-compose", "-p", self.project, *COMPOSE_FILES, *arguments],
-                                env=self.env, capture_output=True, text=True, cwd=ROOT,
-                                timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"docker-compose {' '.join(arguments)} failed:\n"
-                                 f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        return result
-
-    def logs(self) -> str:
-        return self.run("logs", "--no-color", "--tail", "60", check=False).stdout[-12000:]
-
-    def leftovers(self) -> list:
-        label = f"label=com.docker.compose.project={self.project}"
-        found = []
-        for kind in ("container", "volume", "network"):
-            listed = subprocess.run(["docker", kind, "ls", "-q", *(["-a"] if kind == "container"
-                                     else []), "--filter", label],
-                                    capture_output=True, text=True, check=True).stdout.split()
-            found += [f"{kind} {item}" for item in listed]
-        return found
-
-
 @pytest.fixture(scope="module")
 def compose_stack(platform_images):
-    ports = {name: str(free_port()) for name in (
-        "MLPLATFORM_GATEWAY_PORT", "MLFLOW_PORT", "MINIO_CONSOLE_PORT", "PROMETHEUS_PORT",
-        "GRAFANA_PORT")}
-    stack = Compose(f"mlplatform-test-{secrets.token_hex(4)}", compose_environment(ports))
-    stack.ports = ports
+    stack = ComposeProject(f"mlplatform-test-{secrets.token_hex(4)}")
     try:
-        stack.run("up", "-d", "--no-build", timeout=900)
+        stack.up()
         yield stack
-    except AssertionError:
+    except ComposeError:
         print(stack.logs())
         raise
     finally:
-        stack.run("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+        stack.down()
 
 
-def gateway(stack: Compose, path: str) -> str:
-    return f"http://127.0.0.1:{stack.ports['MLPLATFORM_GATEWAY_PORT']}{path}"
-
-
-def wait_for(check, what: str, stack: Compose, timeout: float = 180):
+def wait_for(check, what: str, stack: ComposeProject, timeout: float = 180):
     """Poll until ``check()`` is truthy; the deadline only bounds a broken stack."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -200,23 +156,19 @@ def wait_for(check, what: str, stack: Compose, timeout: float = 180):
     raise AssertionError(f"{what} within {timeout:.0f}s; logs:\n{stack.logs()}")
 
 
-def forward_echo(stack: Compose):
-    answer = requests.post(gateway(stack, "/forward"), json={"a": 21}, timeout=30)
+def forward_echo(stack: ComposeProject):
+    answer = requests.post(stack.gateway_url + "/forward", json={"a": 21}, timeout=30)
     return answer if answer.status_code == 200 else None
 
 
 def test_compose_stack_registers_serves_and_answers_through_the_gateway(compose_stack):
     stack = compose_stack
-    health = requests.get(gateway(stack, "/health"), timeout=10)
+    health = requests.get(stack.gateway_url + "/health", timeout=10)
     assert health.status_code == 200, health.text
     # a model registered through the MLflow container, with the platform's own CLI
-    stack.run("exec", "-T", "mlflow", "mlplatform", "register", "echo", "--alias", "champion",
-              "--tracking-uri", "http://localhost:5000")
-    deployed = stack.run("exec", "-T", "gateway", "mlplatform", "deploy", "--model",
-                         "echo@champion", "--mlserver-url", "http://mlserver:8080",
-                         "--repository", "/srv/models", "--target", "compose",
-                         "--tracking-uri", "http://mlflow:5000")
-    assert "echo/1: " in deployed.stdout, deployed.stdout
+    stack.register("echo")
+    deployed = stack.deploy(["echo@champion"])
+    assert "echo/1: " in deployed, deployed
     answer = wait_for(lambda: forward_echo(stack), "/forward answered", stack)
     assert answer.headers["X-Model-Name"] == "echo" and answer.headers["X-Model-Version"] == "1"
     assert answer.json() == {"result": 42}
@@ -232,7 +184,7 @@ def test_compose_stack_registers_serves_and_answers_through_the_gateway(compose_
 
 
 def test_compose_prometheus_scrapes_the_gateway_and_mlserver(compose_stack):
-    url = f"http://127.0.0.1:{compose_stack.ports['PROMETHEUS_PORT']}/api/v1/query"
+    url = compose_stack.url("PROMETHEUS_PORT", "/api/v1/query")
 
     def scraped():
         result = requests.get(url, params={"query": "up"}, timeout=10).json()["data"]["result"]
@@ -246,5 +198,5 @@ def test_compose_prometheus_scrapes_the_gateway_and_mlserver(compose_stack):
 def test_compose_down_removes_every_container_volume_and_network(compose_stack):
     """Runs last in this module: ``down -v`` on the stack the tests above used."""
     assert compose_stack.leftovers()
-    compose_stack.run("down", "-v", "--remove-orphans", "--timeout", "20")
+    compose_stack.down(check=True)
     assert compose_stack.leftovers() == []
