@@ -9,12 +9,13 @@ import secrets
 import subprocess
 from typing import Dict, List, Optional, Sequence
 
-from .images import SOURCE_ROOT, platform_image
+from .images import SOURCE_ROOT, jupyterhub_image, platform_image
 from .processes import free_port
 
 PUBLISHED_PORTS = ("MLPLATFORM_GATEWAY_PORT", "MLFLOW_PORT", "MINIO_CONSOLE_PORT",
-                   "PROMETHEUS_PORT", "GRAFANA_PORT")
-SECRETS = ("MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+                   "PROMETHEUS_PORT", "GRAFANA_PORT", "JUPYTERHUB_PORT")
+SECRETS = ("MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+           "JUPYTERHUB_PASSWORD")
 
 
 def compose_files(ci: bool = True) -> List[str]:
@@ -26,7 +27,8 @@ def environment(ports: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """What ``.env`` holds on a real host: generated secrets, the image, published ports."""
     return {**os.environ, "MINIO_ROOT_USER": "mlplatform",
             **{name: secrets.token_urlsafe(16) for name in SECRETS},
-            "MLPLATFORM_IMAGE": platform_image(), **(ports or {})}
+            "MLPLATFORM_IMAGE": platform_image(), "MLPLATFORM_JUPYTERHUB_IMAGE": jupyterhub_image(),
+            **(ports or {})}
 
 
 class ComposeError(RuntimeError):

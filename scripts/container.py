@@ -107,7 +107,11 @@ def mlserver() -> int:
     _forward_signals(server)
     url = f"http://127.0.0.1:{HTTP_PORT}"
     if _wait_live(url, server, settings.startup_timeout):
-        _serve_at_start(url, tracking)
+        try:
+            _serve_at_start(url, tracking)
+        except Exception as exc:  # MLflow unreachable, S3 refusing...: MLServer stays up
+            print(f"mlplatform: serving at start failed, nothing restored: {exc}",
+                  file=sys.stderr)
         _announce_health(f"{url}/v2/health/ready")
     return server.wait()
 
@@ -175,7 +179,36 @@ def gateway() -> None:
                         **settings.s3_environment()})
 
 
-ROLES = {"mlflow": mlflow, "mlserver": mlserver, "gateway": gateway}
+# ---------------------------------------------------------------- jupyterhub
+
+HUB_PORT = 6000
+
+
+def jupyterhub() -> None:
+    """The hub of infra/jupyterhub (image infra/docker/jupyterhub.Dockerfile): the shared
+    password from MLPLATFORM_JUPYTERHUB_PASSWORD, notebooks given the platform's addresses
+    (MLFLOW_TRACKING_URI, MLPLATFORM_MLSERVER_URL, MLPLATFORM_GATEWAY_URL, S3)."""
+    from .jupyterhub import NO_PASSWORD
+
+    if not os.environ.get("MLPLATFORM_JUPYTERHUB_PASSWORD"):
+        raise RoleError(NO_PASSWORD)
+    config = os.environ.get("MLPLATFORM_JUPYTERHUB_CONFIG", "")
+    if not Path(config).is_file():
+        raise RoleError("the jupyterhub role runs the image built from "
+                        "infra/docker/jupyterhub.Dockerfile (MLPLATFORM_JUPYTERHUB_CONFIG)")
+    settings = load_settings()
+    defaults = {"MLPLATFORM_JUPYTERHUB_IP": "0.0.0.0",
+                "MLPLATFORM_JUPYTERHUB_PORT": str(HUB_PORT),
+                "MLPLATFORM_JUPYTERHUB_STATE": str(settings.state_path / "jupyterhub"),
+                "MLPLATFORM_STATE_DIR": str(settings.state_path)}
+    port = os.environ.get("MLPLATFORM_JUPYTERHUB_PORT", str(HUB_PORT))
+    _announce_health(f"http://127.0.0.1:{port}/hub/health")
+    _exec(["jupyterhub", "-f", config],
+          env={**defaults, **{k: v for k, v in os.environ.items() if k in defaults},
+               **settings.s3_environment()})
+
+
+ROLES = {"mlflow": mlflow, "mlserver": mlserver, "gateway": gateway, "jupyterhub": jupyterhub}
 
 
 def run(role: str, arguments: List[str]) -> int:

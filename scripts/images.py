@@ -1,6 +1,7 @@
 """``make images`` (``python -m mlplatform.scripts.images``): build the container images.
 
 * ``mlplatform/platform:<version>`` -- every role of the platform (infra/docker/Dockerfile);
+* ``mlplatform/jupyterhub:<version>`` -- the platform image plus JupyterHub and its proxy;
 * with ``--ci``, the stand-ins ``docker-compose.ci.yml`` uses where Docker Hub cannot be
   reached: ``mlplatform/s3-standin:ci`` (moto), ``mlplatform/postgres:ci`` and
   ``mlplatform/prometheus:ci`` (Debian's packages).
@@ -31,7 +32,9 @@ DOCKER_FOLDER = SOURCE_ROOT / "infra" / "docker"
 EXTRAS = "infra/docker/extras"   # in the build context: the CA bundle and wheels (optional)
 # The build context: what the Dockerfiles copy (the same list as .dockerignore's).
 CONTEXT = ("constraints.txt", "setup.cfg", "pyproject.toml", "README.md", "pyfunc_models",
-           "mlserver_configs", "client", "gateway", "scripts", "infra/docker")
+           "mlserver_configs", "client", "gateway", "scripts", "infra/docker", "notebooks",
+           "examples", "infra/jupyterhub/jupyterhub_config.py",
+           "infra/jupyterhub/package.json", "infra/jupyterhub/package-lock.json")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 OFFICIAL_BASE = "python:3.11-slim-bookworm"  # the Dockerfiles' default base
 LOCAL_BASE = "mlplatform/base:bookworm"
@@ -47,6 +50,10 @@ class ImageBuildError(RuntimeError):
 
 def platform_image() -> str:
     return f"mlplatform/platform:{version('mlplatform')}"
+
+
+def jupyterhub_image() -> str:
+    return f"mlplatform/jupyterhub:{version('mlplatform')}"
 
 
 def docker(*arguments: str, quiet: bool = False, **kwargs) -> subprocess.CompletedProcess:
@@ -118,10 +125,13 @@ def write_context(path: Path) -> None:
             context.add(CA_BUNDLE, arcname=f"{EXTRAS}/ca-certificates.crt", filter=_deterministic)
 
 
-def build(dockerfile: str, tag: str, base: str, context: Path, report=print) -> None:
+def build(dockerfile: str, tag: str, base: str, context: Path, report=print,
+          **arguments: str) -> None:
     report(f"building {tag} ({dockerfile}, base {base})")
+    build_arguments = [item for key, value in {"BASE_IMAGE": base, **arguments}.items()
+                       for item in ("--build-arg", f"{key}={value}")]
     with open(context, "rb") as stream:
-        step = docker("build", "--quiet", "--force-rm", "--build-arg", f"BASE_IMAGE={base}",
+        step = docker("build", "--quiet", "--force-rm", *build_arguments,
                       "-f", dockerfile, "-t", tag, "-", stdin=stream, capture_output=True,
                       env={**os.environ, "DOCKER_BUILDKIT": "0"})
     if step.returncode != 0:
@@ -143,8 +153,10 @@ def _build_all(base: Optional[str], ci: bool, report) -> List[str]:
     with tempfile.TemporaryDirectory(prefix="mlplatform-context-") as folder:
         context = Path(folder) / "context.tar"
         write_context(context)
-        built = [platform_image()]
+        built = [platform_image(), jupyterhub_image()]
         build("infra/docker/Dockerfile", built[0], base, context, report)
+        build("infra/docker/jupyterhub.Dockerfile", built[1], base, context, report,
+              PLATFORM_IMAGE=built[0])
         if ci:
             for name, tag in CI_IMAGES.items():
                 build(f"infra/docker/ci/{name}.Dockerfile", tag, base, context, report)

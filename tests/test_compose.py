@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -23,11 +24,12 @@ import yaml
 
 from mlplatform.scripts import compose, images
 from mlplatform.scripts.compose import ComposeError, ComposeProject
+from tests.hub import HubUser, run_in_kernel
 from tests.support import BIN
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILES = compose.compose_files(ci=True)
-PUBLISHED = {"gateway", "mlflow", "minio", "prometheus", "grafana"}  # the API and the UIs
+PUBLISHED = {"gateway", "mlflow", "minio", "prometheus", "grafana", "jupyterhub"}  # API, UIs, hub
 PLATFORM_ROLES = {"mlflow", "mlserver", "gateway"}
 
 
@@ -59,7 +61,7 @@ def test_compose_file_publishes_only_the_gateway_and_the_uis_and_keeps_secrets_i
     document = compose_document()
     services = document["services"]
     assert set(services) == {"minio", "feature-store", "mlflow", "mlserver", "gateway",
-                             "prometheus", "grafana"}
+                             "prometheus", "grafana", "jupyterhub"}
     assert {name for name, service in services.items() if service.get("ports")} == PUBLISHED
     for name, service in services.items():
         for port in service.get("ports", []):
@@ -71,10 +73,10 @@ def test_compose_file_publishes_only_the_gateway_and_the_uis_and_keeps_secrets_i
         for mount in service.get("volumes", []):
             source = mount.split(":")[0]
             assert source.startswith("./") or source in document["volumes"], (name, mount)
-    for name in PLATFORM_ROLES:
+    for name in PLATFORM_ROLES | {"jupyterhub"}:
         assert services[name]["command"] == [name]
     text = (ROOT / "docker-compose.yml").read_text()
-    for secret in ("MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+    for secret in compose.SECRETS:
         assert f"${{{secret}:?" in text, f"{secret} must come from .env, required"
     dockerfile = (ROOT / "infra" / "docker" / "Dockerfile").read_text()
     assert "\nUSER mlplatform" in dockerfile and "\nHEALTHCHECK " in dockerfile
@@ -95,10 +97,11 @@ def test_docker_compose_config_accepts_the_files_and_refuses_a_missing_secret():
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["nosuchrole"], "'nosuchrole' is neither a role (mlflow, mlserver, gateway, health)"),
+    (["nosuchrole"], "'nosuchrole' is neither a role (mlflow, mlserver, gateway, jupyterhub, health)"),
     (["gateway"], "the gateway role needs MLPLATFORM_GATEWAY_MLSERVER_URL"),
     (["mlserver"], "set MLFLOW_TRACKING_URI"),
     (["mlflow"], "set MLFLOW_S3_ENDPOINT_URL"),
+    (["jupyterhub"], "JupyterHub needs a shared password: set MLPLATFORM_JUPYTERHUB_PASSWORD"),
 ])
 def test_a_role_without_its_configuration_says_which_variable_to_set(
         tmp_path, arguments, message):
@@ -115,6 +118,21 @@ def test_the_health_check_reports_unhealthy_until_a_role_announced_itself(tmp_pa
     result = subprocess.run([str(BIN / "mlplatform"), "container", "health"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
+
+
+def test_the_build_context_holds_what_the_dockerfiles_copy_and_the_ca_bundle(tmp_path):
+    images.write_context(tmp_path / "context.tar")
+    with tarfile.open(tmp_path / "context.tar") as context:
+        members = context.getmembers()
+    names = {member.name for member in members}
+    assert {"infra/docker/Dockerfile", "scripts/container.py", "constraints.txt",
+            "notebooks/01-train-and-register.ipynb",
+            "infra/jupyterhub/jupyterhub_config.py"} <= names
+    assert not [name for name in names if name.startswith((".venv", ".git/", "tests/"))
+                or "__pycache__" in name or "node_modules" in name]
+    assert {member.mtime for member in members} == {0}  # same files, same layer cache
+    if images.CA_BUNDLE.exists():
+        assert "infra/docker/extras/ca-certificates.crt" in names
 
 
 # ---------------------------------------------------------------- for real
@@ -193,6 +211,33 @@ def test_compose_prometheus_scrapes_the_gateway_and_mlserver(compose_stack):
             else None
 
     assert wait_for(scraped, "Prometheus scraped the gateway and MLServer", compose_stack)
+
+
+HUB_KERNEL_CODE = """
+import os, requests
+answer = requests.post(os.environ["MLPLATFORM_GATEWAY_URL"] + "/forward", json={"a": 5}, timeout=30)
+print("gateway", answer.status_code, answer.json())
+print("mlflow", requests.get(os.environ["MLFLOW_TRACKING_URI"] + "/health", timeout=30).status_code)
+print("notebooks", sorted(name for name in os.listdir(".") if name.endswith(".ipynb"))[:1])
+"""
+
+
+def test_compose_jupyterhub_notebooks_reach_the_platform_by_service_name(compose_stack):
+    hub = compose_stack.url("JUPYTERHUB_PORT")
+    wait_for(lambda: requests.get(hub + "/hub/health", timeout=10).status_code == 200,
+             "JupyterHub answered", compose_stack)
+    assert not HubUser(hub, "ada").login("wrong-password")
+    user = HubUser(hub, "ada")
+    assert user.login(compose_stack.env["JUPYTERHUB_PASSWORD"])
+    user.create_token()
+    server = user.spawn()
+    try:
+        status, lines = run_in_kernel(server, user.token, HUB_KERNEL_CODE)
+    finally:
+        user.stop_server()
+    assert status == "ok", lines
+    assert "gateway 200 {'result': 10}" in lines, lines   # echo, deployed by the test above
+    assert "mlflow 200" in lines and "notebooks ['01-train-and-register.ipynb']" in lines, lines
 
 
 def test_compose_down_removes_every_container_volume_and_network(compose_stack):
