@@ -19,7 +19,10 @@ RUN set -eu; \
     DEBIAN_FRONTEND=noninteractive apt-get autoremove -y -q; \
     pip install --quiet --find-links /tmp/build/wheels -c /tmp/constraints.txt \
         jupyterhub jupyterlab ipykernel nbformat; \
-    rm -rf /tmp/build /tmp/constraints.txt /root/.npm
+    rm -rf /tmp/build /tmp/constraints.txt /root/.npm; \
+    # the hub's volume mount point: a new named volume takes this owner
+    mkdir -p /var/lib/mlplatform/jupyterhub; \
+    chown mlplatform:mlplatform /var/lib/mlplatform/jupyterhub
 COPY infra/jupyterhub/jupyterhub_config.py /opt/jupyterhub/
 COPY notebooks /opt/jupyterhub/notebooks
 COPY examples /opt/jupyterhub/examples
