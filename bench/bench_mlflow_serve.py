@@ -16,6 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import requests
 from harness import measure, throwaway_stack
 
 from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION
@@ -30,7 +31,10 @@ def mlflow_scoring_server(tracking: str, folder: Path):
     command = [str(Path(sys.executable).with_name("mlflow")), "models", "serve",
                "-m", "models:/fraud@champion", "--env-manager", "local",
                "--host", "127.0.0.1", "--port", str(port)]
-    process = spawn("mlflow-serve", command, env={**os.environ, "MLFLOW_TRACKING_URI": tracking},
+    # it runs `bash -c "exec uvicorn ..."`: the venv's bin must be on PATH
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    process = spawn("mlflow-serve", command,
+                    env={**os.environ, "MLFLOW_TRACKING_URI": tracking, "PATH": path},
                     cwd=folder, url=url, log=folder / "mlflow-serve.log", ports={"http": port})
     wait_until(lambda: stack.http_ok(url + "/ping"), process, timeout=180, what="answering")
     return url, process
@@ -56,6 +60,10 @@ def main() -> int:
                                        + "/v2/models/fraud/infer",
                                        json_request(EXAMPLE_TRANSACTION, "fraud")),
             }
+            for label, (url, body) in paths.items():  # the same answer, three ways
+                answer = requests.post(url, json=body, timeout=30)
+                answer.raise_for_status()
+                print(f"{label}: {answer.text[:300]}")
             print("| concurrency | path | req/s (median of rounds) | p50 / p99 ms | "
                   "x mlflow models serve |")
             print("|---|---|---|---|---|")

@@ -11,6 +11,7 @@ benchmark's baseline, bench/bench_monitoring.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any, List, Optional, Tuple
 
@@ -46,6 +47,18 @@ class Monitoring:
     async def stop(self) -> None:
         if self.log is not None:
             await self.log.stop()
+
+    @contextlib.contextmanager
+    def batch_in_flight(self):
+        """Around a batch route: the prediction log holds its writes meanwhile (answers first)."""
+        if self.log is None:
+            yield
+            return
+        self.log.busy += 1
+        try:
+            yield
+        finally:
+            self.log.busy -= 1
 
     # -- the request path -------------------------------------------------------------
     def answered(self, served: Any, document: Any, answer: Any) -> None:

@@ -2,8 +2,13 @@
 inputs, outputs, latency, time) in a database table, written off the request path.
 
 A request only appends a tuple to an in-memory queue (~0.2 us).  A writer task drains
-the queue every ``FLUSH_SECONDS`` and inserts the entries in one transaction, in a
-worker thread.  The queue is bounded (``max_pending`` predictions): when the writer
+the queue every ``FLUSH_SECONDS`` and hands the entries to a *writer process*
+(``WriterProcess``), which turns them into JSON and inserts them in one transaction.
+Why a process: for a 100,000-row ``/forward_batch`` that work is ~0.9 s of Python holding
+the GIL; in a thread of the gateway it ran while the next chunk was scored and the answer
+rendered, and halved ``/forward_batch`` throughput (175k -> 89k rows/s, bench/
+bench_compose_batch.py, docs/benchmarks.md).  The gateway now only pickles the entries
+(numpy buffers and small dicts).  The queue is bounded (``max_pending`` predictions): when the writer
 falls behind, or the database is down, the *oldest* unwritten entries are dropped and
 counted (``mlplatform_gateway_prediction_log_dropped_total{reason}``) -- an answer is
 never delayed and memory never grows without bound.  Entries older than the retention
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -41,6 +48,10 @@ from .store import open_engine
 log = logging.getLogger("mlplatform.gateway")
 
 FLUSH_SECONDS = 0.5
+# While a batch route is running the writer waits (its work would take CPU from the answer
+# on a small machine), but never more than this behind: under back-to-back batches it
+# writes anyway, and what it cannot keep up with is dropped and counted.
+MAX_DEFER_SECONDS = 5.0
 PRUNE_SECONDS = 60.0
 WRITE_AT_MOST = 20_000          # entries per transaction
 # Rows per INSERT statement (800 parameters: under SQLite's oldest limit of 999).  One
@@ -95,8 +106,10 @@ class PredictionLog:
         self.on_drop = on_drop
         self.pending: Deque[Entry] = deque()
         self.pending_count = 0
+        self.busy = 0                     # batch routes running now (Monitoring)
         self.written = 0
-        self.engine = None
+        self.engine = None                # for reading (GET /predictions) only
+        self.writer = WriterProcess(url)
         self._task: Optional[asyncio.Task] = None
         self._last_prune = 0.0
         self._last_warning = 0.0
@@ -116,7 +129,7 @@ class PredictionLog:
     # -- the writer ---------------------------------------------------------------------
     async def start(self) -> None:
         try:
-            self.engine = await asyncio.to_thread(self._connect)
+            await asyncio.to_thread(self.writer.call, "open")
         except Exception as exc:  # the database is down: keep serving, drop and count
             self._warn(f"prediction log: cannot open {self._where()}: {exc}")
         self._task = asyncio.create_task(self._run(), name="prediction-log")
@@ -129,16 +142,25 @@ class PredictionLog:
             except asyncio.CancelledError:
                 pass
         await self.flush()
+        await asyncio.to_thread(self.writer.close)
         if self.engine is not None:
             self.engine.dispose()
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            await self.flush()
+            if not self.holding():
+                await self.flush()
             if self.retention and time.monotonic() - self._last_prune > PRUNE_SECONDS:
                 self._last_prune = time.monotonic()
-                await self._guarded(self._prune)
+                await self._guarded("prune", time.time() - self.retention.total_seconds())
+
+    def holding(self, now: Optional[float] = None) -> bool:
+        """Wait with the writes: a batch route is running and nothing queued is older
+        than ``MAX_DEFER_SECONDS``."""
+        now = time.time() if now is None else now
+        return bool(self.busy and self.pending
+                    and now - self.pending[0].moment < MAX_DEFER_SECONDS)
 
     async def flush(self) -> None:
         """Write what is queued now (several transactions when there is much)."""
@@ -150,48 +172,18 @@ class PredictionLog:
                 self.pending_count -= entry.count
                 batch.append(entry)
                 count += entry.count
-            if not await self._guarded(self._write, batch):
+            if not await self._guarded("write", batch):
                 self._drop(DATABASE, count)
                 return
+            self.written += count
 
-    async def _guarded(self, work: Callable, *args: Any) -> bool:
+    async def _guarded(self, command: str, *args: Any) -> bool:
         try:
-            if self.engine is None:
-                self.engine = await asyncio.to_thread(self._connect)
-            await asyncio.to_thread(work, *args)
+            await asyncio.to_thread(self.writer.call, command, *args)
             return True
         except Exception as exc:
             self._warn(f"prediction log: {self._where()} failed: {exc}")
             return False
-
-    def _connect(self):
-        engine = open_engine(self.url)
-        metadata.create_all(engine, tables=[predictions])
-        return engine
-
-    def _write(self, batch: List[Entry]) -> None:
-        rows = [row for entry in batch for row in _rows(entry)]
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                chunk = rows[start:start + ROWS_PER_STATEMENT]
-                cursor.execute(self._insert(len(chunk)), [v for row in chunk for v in row])
-            connection.commit()
-        finally:
-            connection.close()
-        self.written += len(rows)
-
-    def _insert(self, count: int) -> str:
-        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        values = "(" + ", ".join([marker] * len(COLUMNS)) + ")"
-        return (f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES "
-                + ", ".join([values] * count))
-
-    def _prune(self) -> None:
-        cutoff = time.time() - self.retention.total_seconds()
-        with self.engine.begin() as connection:
-            connection.execute(delete(predictions).where(predictions.c.time < cutoff))
 
     def _drop(self, reason: str, count: int) -> None:
         self.on_drop(reason, count)
@@ -208,7 +200,7 @@ class PredictionLog:
     def page(self, model: Optional[str], since: Optional[datetime], after: int,
              limit: int) -> List[Dict[str, Any]]:
         if self.engine is None:
-            self.engine = self._connect()
+            self.engine = _connect(self.url)
         query = select(predictions).where(predictions.c.id > after)
         if model:
             query = query.where(predictions.c.model == model)
@@ -218,6 +210,118 @@ class PredictionLog:
         with self.engine.connect() as connection:
             return [_public(row._mapping) for row in connection.execute(query)]
 
+
+class WriterProcess:
+    """The log's database side in a process of its own (``spawn``: no copy of the
+    gateway's threads or event loop).  ``call`` blocks (run it in a worker thread): it
+    sends a command and waits for the answer; an error in the process comes back as a
+    ``RuntimeError`` with its message, a process that died is started again next call."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._process = None
+        self._connection = None
+        self._lock = threading.Lock()   # one command at a time: the flush and the pruning
+
+    def call(self, command: str, *args: Any) -> Any:
+        with self._lock:
+            if self._process is None or not self._process.is_alive():
+                self._start()
+            try:
+                self._connection.send((command, args))
+                status, value = self._connection.recv()
+            except (EOFError, OSError) as exc:
+                self._stop_process()
+                raise RuntimeError(f"the prediction log's writer process stopped ({exc!r})")
+        if status == "error":
+            raise RuntimeError(value)
+        return value
+
+    def close(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.is_alive():
+                try:
+                    self._connection.send(("stop", ()))
+                    self._connection.recv()
+                except (EOFError, OSError):
+                    pass
+            self._stop_process()
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=serve_writer, args=(child, self.url),
+                                        name="mlplatform-prediction-log", daemon=True)
+        self._process.start()
+        child.close()
+
+    def _stop_process(self) -> None:
+        if self._process is not None:
+            self._process.join(timeout=5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(timeout=5)
+        if self._connection is not None:
+            self._connection.close()
+        self._process = self._connection = None
+
+
+def serve_writer(connection, url: str) -> None:
+    """The writer process: commands until ``stop`` or until the gateway is gone."""
+    engine = None
+    while True:
+        try:
+            command, args = connection.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if command == "stop":
+            connection.send(("ok", None))
+            return
+        try:
+            if engine is None:
+                engine = _connect(url)
+            value = WRITER_COMMANDS[command](engine, *args)
+            connection.send(("ok", value))
+        except Exception as exc:  # the database is down: say so, reconnect next time
+            if engine is not None:
+                engine.dispose()
+                engine = None
+            connection.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _connect(url: str):
+    engine = open_engine(url)
+    metadata.create_all(engine, tables=[predictions])
+    return engine
+
+
+def _write(engine, batch: List[Entry]) -> int:
+    rows = [row for entry in batch for row in _rows(entry)]
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start:start + ROWS_PER_STATEMENT]
+            cursor.execute(_insert(engine, len(chunk)), [v for row in chunk for v in row])
+        connection.commit()
+    finally:
+        connection.close()
+    return len(rows)
+
+
+def _insert(engine, count: int) -> str:
+    marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    values = "(" + ", ".join([marker] * len(COLUMNS)) + ")"
+    return (f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES "
+            + ", ".join([values] * count))
+
+
+def _prune(engine, cutoff: float) -> None:
+    with engine.begin() as connection:
+        connection.execute(delete(predictions).where(predictions.c.time < cutoff))
+
+
+WRITER_COMMANDS = {"open": lambda engine: None, "write": _write, "prune": _prune}
 
 COLUMNS = ("time", "model", "version", "route", "request_id", "latency_ms", "inputs", "outputs")
 

@@ -5,6 +5,8 @@ its log entries read back through /predictions)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 import pytest
@@ -112,6 +114,43 @@ def test_a_full_queue_drops_the_oldest_and_counts_them():
                      [{"n": n} for n in range(10)], list(range(10)), rows=10))
     assert log.pending_count == 3
     assert list(log.pending)[0].inputs == [{"n": 7}, {"n": 8}, {"n": 9}]
+
+
+@pytest.mark.unit
+def test_the_log_is_written_by_a_process_of_its_own_which_comes_back_if_killed(tmp_path):
+    """The JSON and INSERT work runs outside the gateway's process (its GIL); a writer that
+    dies is started again by the next write, and what it was given is not lost."""
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", max_pending=100, retention_days=0)
+
+    async def scenario():
+        await log.start()
+        writer = log.writer._process
+        assert writer.is_alive() and writer.pid != os.getpid()
+        log.record(Entry(time.time(), "m", "1", "/forward", "r1", 0.001, {"n": 1}, {"ok": 1}))
+        await log.flush()
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join(timeout=30)
+        log.record(Entry(time.time(), "m", "1", "/forward", "r2", 0.001, {"n": 2}, {"ok": 2}))
+        await log.flush()
+        restarted = log.writer._process
+        await log.stop()
+        return writer, restarted
+
+    killed, restarted = asyncio.run(scenario())
+    assert restarted.pid != killed.pid and not restarted.is_alive()  # stopped with the log
+    assert [row["inputs"] for row in log.page(None, None, 0, 10)] == [{"n": 1}, {"n": 2}]
+    assert log.written == 2
+
+
+@pytest.mark.unit
+def test_a_running_batch_route_holds_the_writes_for_a_while_only():
+    log = PredictionLog("sqlite://", max_pending=100, retention_days=0)
+    now = time.time()
+    log.record(Entry(now, "m", "1", "/forward_batch", None, 0.1, [{"n": 1}], [{}], rows=1))
+    assert not log.holding(now)            # no batch running: write
+    log.busy = 1
+    assert log.holding(now + 1)            # a batch is running: its answer first
+    assert not log.holding(now + 6)        # but never more than MAX_DEFER_SECONDS behind
 
 
 @pytest.mark.unit

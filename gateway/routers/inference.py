@@ -4,6 +4,7 @@ over to ``scoring``."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, Optional
 
 from fastapi import APIRouter, Query, Request
@@ -27,6 +28,16 @@ MODEL_QUERY = Query(None, description=MODEL_HELP)
 # (cProfile: field_annotation_is_sequence on every request, fastapi 0.115); routing.py.
 MODEL_PARAMETER = {"name": "model", "in": "query", "required": False,
                    "schema": {"type": "string"}, "description": MODEL_HELP}
+
+
+def holds_the_log(handler):
+    """A batch route: the prediction log holds its writes while it runs (answers first,
+    monitoring.py).  FastAPI reads the handler's own signature through ``__wrapped__``."""
+    @functools.wraps(handler)
+    async def route(request: Request, **parameters: Any) -> Any:
+        with gateway_of(request).monitoring.batch_in_flight():
+            return await handler(request, **parameters)
+    return route
 
 
 def router(settings: GatewaySettings) -> APIRouter:
@@ -68,6 +79,7 @@ def router(settings: GatewaySettings) -> APIRouter:
     @routes.post("/forward_batch", tags=["inference"],
                  summary="Many inputs -> answers in input order",
                  openapi_extra=openapi.batch_body())
+    @holds_the_log
     async def forward_batch(request: Request, model: Optional[str] = MODEL_QUERY) -> Any:
         gateway = gateway_of(request)
         served = await gateway.directory.resolve(model or settings.batch_model, not model)
@@ -90,6 +102,7 @@ def router(settings: GatewaySettings) -> APIRouter:
     @routes.post("/evaluate", tags=["inference"],
                  summary="/forward_batch plus metrics against labels",
                  openapi_extra=openapi.batch_body(evaluate=True))
+    @holds_the_log
     async def evaluate_route(request: Request, model: Optional[str] = MODEL_QUERY,
                              label: Optional[str] = Query(
                                  None, description="Label column (default from settings: "
