@@ -49,7 +49,7 @@ test: $(STAMP)
 	bash scripts/ensure_package.sh kubernetes-client command -v kubectl
 	bash scripts/ensure_package.sh openjdk-17-jre-headless command -v java
 	@git status --porcelain --ignored > $(VENV)/.status-before 2>/dev/null || true
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider --durations=25
 	@bash scripts/check_clean.sh $(VENV)/.status-before
 
 ## test-fast: the unit tier only (no processes started), in seconds.
@@ -74,6 +74,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_hostile_uploads.py
 	$(BIN)/python bench/bench_switch.py
 	$(BIN)/python bench/bench_shadow.py
+	$(BIN)/python bench/bench_mlflow_serve.py
+	$(BIN)/python bench/bench_compose_batch.py  # needs Docker (make images IMAGES_FLAGS=--ci)
 
 clean: down
 	rm -rf .mlplatform mlserver-config

@@ -128,10 +128,8 @@ class PredictionLog:
 
     # -- the writer ---------------------------------------------------------------------
     async def start(self) -> None:
-        try:
-            await asyncio.to_thread(self.writer.call, "open")
-        except Exception as exc:  # the database is down: keep serving, drop and count
-            self._warn(f"prediction log: cannot open {self._where()}: {exc}")
+        # The writer process starts with the first write, not here: a gateway that answers
+        # nothing (and every test app) does not pay its ~0.5 s start.
         self._task = asyncio.create_task(self._run(), name="prediction-log")
 
     async def stop(self) -> None:
@@ -321,7 +319,7 @@ def _prune(engine, cutoff: float) -> None:
         connection.execute(delete(predictions).where(predictions.c.time < cutoff))
 
 
-WRITER_COMMANDS = {"open": lambda engine: None, "write": _write, "prune": _prune}
+WRITER_COMMANDS = {"write": _write, "prune": _prune}
 
 COLUMNS = ("time", "model", "version", "route", "request_id", "latency_ms", "inputs", "outputs")
 

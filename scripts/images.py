@@ -16,6 +16,7 @@ nothing is written into the checkout and the bundle is never committed).
 from __future__ import annotations
 
 import argparse
+import configparser
 import fcntl
 import os
 import shutil
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -48,12 +49,23 @@ class ImageBuildError(RuntimeError):
     """A build step failed; the message names it and what to do."""
 
 
+def platform_version() -> str:
+    """The package's version; from setup.cfg when run as a script before installing
+    (`.ci/run` builds the images while `make install` runs)."""
+    try:
+        return version("mlplatform")
+    except PackageNotFoundError:
+        config = configparser.ConfigParser()
+        config.read(SOURCE_ROOT / "setup.cfg")
+        return config["metadata"]["version"]
+
+
 def platform_image() -> str:
-    return f"mlplatform/platform:{version('mlplatform')}"
+    return f"mlplatform/platform:{platform_version()}"
 
 
 def jupyterhub_image() -> str:
-    return f"mlplatform/jupyterhub:{version('mlplatform')}"
+    return f"mlplatform/jupyterhub:{platform_version()}"
 
 
 def docker(*arguments: str, quiet: bool = False, **kwargs) -> subprocess.CompletedProcess:
