@@ -1,5 +1,5 @@
 """schemathesis against the real stack: every operation of /openapi.json fuzzed with at
-least 300 examples (plus the examples, coverage and stateful phases: a submitted job's
+least 150 examples (plus the examples, coverage and stateful phases: a submitted job's
 id is followed to its status and result), with 0 server errors, 0 statuses the contract
 does not list, 0 bodies or content types that contradict the document.
 
@@ -19,7 +19,9 @@ from mlplatform.gateway import contract
 from tests.support import BIN, stack_environment, start_gateway, stop
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-EXAMPLES_PER_OPERATION = 300
+# 300 took 385 s of a 27-minute `make test` on CI (2026-11-23, with the container tests
+# added); 150, with the same seed and every phase kept, keeps `make test` under 25 minutes.
+EXAMPLES_PER_OPERATION = 150
 
 
 def test_every_operation_keeps_the_contract_under_fuzzing(served, tmp_path):
