@@ -20,6 +20,7 @@ import numpy as np
 from mlserver.grpc import dataplane_pb2 as pb
 
 from mlplatform.pyfunc_models.table import TABLE, TableColumn, TableError, from_raw
+from mlplatform.pyfunc_models.wire import BYTES
 
 from .errors import ModelFailed, TooLarge, Unavailable
 from .upstream import not_loaded
@@ -70,14 +71,7 @@ class GrpcUpstream:
     async def infer_table(self, model: str, columns: Sequence[TableColumn],
                           version: Optional[str] = None) -> Dict[str, np.ndarray]:
         """The model's answer to a table request: its output columns by name."""
-        request = pb.ModelInferRequest(model_name=model, model_version=version or "")
-        request.parameters["content_type"].string_param = TABLE
-        for column in columns:
-            tensor = request.inputs.add(name=column.name, datatype=column.datatype,
-                                        shape=[len(column.values)])
-            _set_parameters(tensor.parameters, column.parameters())
-            request.raw_input_contents.append(column.raw())
-        response = await self._send(request, model, version)
+        response = await self._send(table_message(model, columns, version), model, version)
         try:
             return _outputs(response)
         except (TableError, ValueError) as exc:
@@ -102,6 +96,18 @@ class GrpcUpstream:
             return TooLarge(f"the batch is larger than the model server accepts ({details})")
         return ModelFailed(details, model=model,
                            upstream_status=_HTTP_STATUS.get(code, code.name))
+
+
+def table_message(model: str, columns: Sequence[TableColumn], version: Optional[str] = None):
+    """The ``ModelInferRequest`` of a table: every column packed (``pyfunc_models.table``)."""
+    request = pb.ModelInferRequest(model_name=model, model_version=version or "")
+    request.parameters["content_type"].string_param = TABLE
+    for column in columns:
+        parameters, raw = column.packed()
+        tensor = request.inputs.add(name=column.name, datatype=BYTES, shape=[1])
+        _set_parameters(tensor.parameters, parameters)
+        request.raw_input_contents.append(raw)
+    return request
 
 
 def _set_parameters(target, parameters: Optional[Dict[str, Any]]) -> None:

@@ -84,7 +84,7 @@ class Monitoring:
         if self.enabled:
             self.metrics.observe_rows(route, model, rows)
 
-    async def batch(self, route: str, served: Any, rows: Any, answers: List[Any]) -> None:
+    def batch(self, route: str, served: Any, rows: Any, answers: List[Any]) -> None:
         """A batch's rows and answers (a DataFrame, JSON documents, or (file, image) pairs)."""
         if not self.enabled:
             return
@@ -93,10 +93,8 @@ class Monitoring:
             rows = [{"file": name, **image_summary(content)} for name, content in rows]
         if served.output_format == "base64":
             answers = [_image_answer(a) for a in answers]
-        if hasattr(rows, "to_dict"):  # a table: its last window of rows as JSON objects
-            tail = rows.iloc[-self.drift.window:]
-            self.drift.observe_rows(served.name, version,
-                                    await asyncio.to_thread(tail.to_dict, "records"))
+        if hasattr(rows, "to_dict"):  # a table
+            self.drift.observe_frame(served.name, version, rows)
         else:
             self.drift.observe_rows(served.name, version,
                                     [r for r in rows if isinstance(r, dict)])

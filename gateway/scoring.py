@@ -18,7 +18,6 @@ import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import pandas as pd
-import orjson
 from fastapi.responses import ORJSONResponse, Response
 
 from mlplatform.pyfunc_models.conventions import SHADOW, RouteRule
@@ -32,12 +31,13 @@ from mlplatform.pyfunc_models.wire import (
 )
 
 from . import batch
+from .answer_rows import shaped
 from .context import Gateway
 from .directory import ServedModel
 from .errors import GatewayError, ModelFailed, NotLoaded, Unavailable
 from .splitting import takes_canary
 from .request_id import current_request_id
-from .table import infer_in_parts, table_answers
+from .table import TableAnswers, infer_in_parts
 
 T = TypeVar("T")
 
@@ -106,14 +106,15 @@ async def _documents(gateway: Gateway, served: ServedModel,
         gateway, served, lambda model: infer(gateway, model, documents_request(rows, model.name)))
 
 
-async def _score_table(gateway: Gateway, served: ServedModel, rows: pd.DataFrame) -> List[Any]:
+async def _score_table(gateway: Gateway, served: ServedModel,
+                       rows: pd.DataFrame) -> TableAnswers:
     # Encoding and answer rows are CPU work on 100k+ rows: done in a worker thread, so the
     # event loop keeps answering other calls (/health, /forward) meanwhile.
     encoded = await asyncio.to_thread(encode_frame, rows)
     columns = await infer_in_parts(gateway.tables.infer_table, served.name, encoded,
                                    served.version, gateway.settings.table_request_bytes)
     try:
-        return await asyncio.to_thread(table_answers, columns, len(rows))
+        return await asyncio.to_thread(TableAnswers, columns, len(rows))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFailed(f"the model's table answer is not usable: {exc}") from exc
 
@@ -185,21 +186,6 @@ async def score_with_shadow(gateway: Gateway, served: ServedModel, document: Any
     gateway.shadowing.send(served.name, shadow, answer, time.perf_counter() - started,
                            document, copies)
     return answer, served
-
-
-def shaped(served: ServedModel, answer: Any) -> Any:
-    if served.output_format == "base64":
-        return {"image": answer, "content_type": "image/png"}
-    return answer
-
-
-def as_dict(answer: Any) -> Dict[str, Any]:
-    return answer if isinstance(answer, dict) else {"answer": answer}
-
-
-def render(payload: Any) -> bytes:
-    """JSON bytes, as ``ORJSONResponse`` would write them (for rendering in a thread)."""
-    return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
 def answered(gateway: Gateway, served: ServedModel, document: Any, answer: Any) -> Response:

