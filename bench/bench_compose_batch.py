@@ -7,12 +7,20 @@ ways in one run (alternating rounds, median rows/s):
 3. the physical limit of the path: the same rows scored in this process by the same
    registered model (its ONNX session), no HTTP, no CSV.
 
+Ratios are taken round by round (the three ways seconds apart) and their median told:
+this machine's speed moves up to 2x within minutes.
+
 Each gateway writes every batch to its prediction log off the request path (about a
 second of a core per 100k rows); each round waits for that write to finish, so it is not
 charged to the next path's round.
 
-Goals: compose >= 0.9x the process stack; the process stack's ``/forward_batch`` >= 0.5x
-the in-process scoring.  Needs Docker (``make images IMAGES_FLAGS=--ci`` first or let this
+The CPU that each way uses is measured too (the process stack's gateway and MLServer, and
+this process as the client): the path needs more CPU than the model alone, so on a
+machine of N cores its wall time cannot go below (its CPU) / N -- the bench prints that
+floor next to the ratios.
+
+Goals: compose >= 0.9x the process stack; ``/forward_batch`` >= 0.5x the in-process
+scoring.  Needs Docker (``make images IMAGES_FLAGS=--ci`` first or let this
 build them).
 
     python bench/bench_compose_batch.py [--rows 100000] [--rounds 5]
@@ -20,11 +28,13 @@ build them).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 
 import mlflow
+import psutil
 import requests
 from harness import throwaway_stack
 
@@ -34,11 +44,14 @@ from mlplatform.scripts import images, stack
 from mlplatform.scripts.compose import ComposeProject
 
 
-def upload(gateway: str, csv: bytes, rows: int) -> float:
+def upload(gateway: str, csv: bytes, rows: int, on_answer=lambda: None) -> float:
+    """Rows per second for one upload, its answer received whole; ``on_answer`` is called
+    then, before the answer is checked (the check is not part of the path)."""
     started = time.perf_counter()
     answer = requests.post(gateway + "/forward_batch?model=fraud",
                            files={"file": ("transactions.csv", csv)}, timeout=600)
     elapsed = time.perf_counter() - started
+    on_answer()
     answer.raise_for_status()
     if answer.json()["rows"] != rows:
         raise RuntimeError(f"{gateway}: {answer.json()['rows']} rows answered, {rows} sent")
@@ -65,6 +78,31 @@ def settle(gateway: str) -> None:
             return
         previous = counts
         time.sleep(0.5)
+
+
+class CpuMeter:
+    """CPU seconds (user + system) that processes used, children included: the process
+    stack's gateway and MLServer, and this process (the client; in-process scoring)."""
+
+    def __init__(self, pids, children: bool = True):
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.children = children
+
+    def read(self) -> float:
+        total = 0.0
+        for process in self.processes:
+            family = process.children(recursive=True) if self.children else []
+            for one in [process, *family]:
+                try:
+                    total += sum(one.cpu_times()[:2])
+                except psutil.NoSuchProcess:
+                    pass
+        return total
+
+
+def stack_pids(settings) -> list:
+    components = stack.StackState(settings.state_path).components
+    return [components[name].pid for name in ("gateway", "mlserver")]
 
 
 def wait_until_served(gateway: str, csv: bytes, rows: int, timeout: float = 300) -> None:
@@ -111,33 +149,62 @@ def main() -> int:
                     raise RuntimeError(f"in-process: {answered} answers for {args.rows} rows")
                 return args.rows / elapsed
 
+            # this process's children are the process stack: the client is this process alone
+            servers, client = CpuMeter(stack_pids(settings)), CpuMeter([os.getpid()], False)
+            cpu = {"process stack": [], "client": [], "in-process": []}
+
             def through(gateway: str):
                 def way() -> float:
-                    rate = upload(gateway, csv, args.rows)
+                    before = (servers.read(), client.read())
+
+                    def metered() -> None:
+                        if gateway == process_gateway:
+                            cpu["process stack"].append(servers.read() - before[0])
+                            cpu["client"].append(client.read() - before[1])
+
+                    rate = upload(gateway, csv, args.rows, metered)
                     settle(gateway)
                     return rate
                 return way
 
+            def in_process_metered() -> float:
+                before = client.read()
+                rate = in_process()
+                cpu["in-process"].append(client.read() - before)
+                return rate
+
             ways = {"compose stack /forward_batch": through(compose.gateway_url),
                     "process stack /forward_batch": through(process_gateway),
-                    "in-process, same ONNX model": in_process}
+                    "in-process, same ONNX model": in_process_metered}
             rates = {label: [] for label in ways}
             for _ in range(args.rounds):
                 for label, way in ways.items():
                     rates[label].append(way())
     finally:
         compose.down()
-    medians = {label: statistics.median(values) for label, values in rates.items()}
-    process = medians["process stack /forward_batch"]
-    print(f"{args.rows:,}-row CSV ({len(csv) / 1e6:.1f} MB), median of {args.rounds} "
-          "alternating rounds")
+    # This machine's speed moves up to 2x within minutes, so a ratio is taken within each
+    # round (its three measurements are seconds apart) and the median of those is told.
+    process, alone = rates["process stack /forward_batch"], rates["in-process, same ONNX model"]
+    print(f"{args.rows:,}-row CSV ({len(csv) / 1e6:.1f} MB), {args.rounds} alternating rounds")
     print("| path | rows/s (median) | all rounds | x process stack | x in-process |")
     print("|---|---|---|---|---|")
     for label, values in rates.items():
-        print(f"| {label} | {medians[label]:,.0f} | "
-              f"{', '.join(f'{v / 1000:.0f}k' for v in values)} | {medians[label] / process:.2f} | "
-              f"{medians[label] / medians['in-process, same ONNX model']:.2f} |")
+        print(f"| {label} | {statistics.median(values):,.0f} | "
+              f"{', '.join(f'{v / 1000:.0f}k' for v in values)} | "
+              f"{round_ratio(values, process):.2f} | {round_ratio(values, alone):.2f} |")
+    used = {name: 1000 * statistics.median(values) for name, values in cpu.items()}
+    path = used["process stack"] + used["client"]
+    print(f"CPU per {args.rows:,} rows (median ms, user + system): process stack's gateway + "
+          f"MLServer {used['process stack']:.0f}, client (this process: upload, answer) "
+          f"{used['client']:.0f}; in-process scoring {used['in-process']:.0f}.  On "
+          f"{os.cpu_count()} cores the path's floor is {path / os.cpu_count():.0f} ms "
+          f"wall: x in-process <= {used['in-process'] / path:.2f} at best")
     return 0
+
+
+def round_ratio(values, reference) -> float:
+    """The median over rounds of ``values / reference`` measured in the same round."""
+    return statistics.median(v / r for v, r in zip(values, reference))
 
 
 if __name__ == "__main__":
