@@ -51,14 +51,8 @@ class Monitoring:
     @contextlib.contextmanager
     def batch_in_flight(self):
         """Around a batch route: the prediction log holds its writes meanwhile (answers first)."""
-        if self.log is None:
+        with self.log.batch_running() if self.log is not None else contextlib.nullcontext():
             yield
-            return
-        self.log.busy += 1
-        try:
-            yield
-        finally:
-            self.log.busy -= 1
 
     # -- the request path -------------------------------------------------------------
     def answered(self, served: Any, document: Any, answer: Any) -> None:

@@ -21,6 +21,7 @@ served models answered sit side by side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import threading
@@ -106,7 +107,7 @@ class PredictionLog:
         self.on_drop = on_drop
         self.pending: Deque[Entry] = deque()
         self.pending_count = 0
-        self.busy = 0                     # batch routes running now (Monitoring)
+        self._batches = 0                 # batch routes running now (``batch_running``)
         self.written = 0
         self.engine = None                # for reading (GET /predictions) only
         self.writer = WriterProcess(url)
@@ -125,6 +126,15 @@ class PredictionLog:
             oldest = self.pending.popleft()
             self.pending_count -= oldest.count
             self._drop(FULL, oldest.count)
+
+    @contextlib.contextmanager
+    def batch_running(self):
+        """Around a batch route: the writes wait meanwhile (``holding``)."""
+        self._batches += 1
+        try:
+            yield
+        finally:
+            self._batches -= 1
 
     # -- the writer ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -157,7 +167,7 @@ class PredictionLog:
         """Wait with the writes: a batch route is running and nothing queued is older
         than ``MAX_DEFER_SECONDS``."""
         now = time.time() if now is None else now
-        return bool(self.busy and self.pending
+        return bool(self._batches and self.pending
                     and now - self.pending[0].moment < MAX_DEFER_SECONDS)
 
     async def flush(self) -> None:
