@@ -105,6 +105,17 @@ def stack_pids(settings) -> list:
     return [components[name].pid for name in ("gateway", "mlserver")]
 
 
+def quiet(threshold: float = 20.0, at_most: float = 30.0) -> None:
+    """Wait until the machine is idle (all cores under ``threshold`` % for half a second),
+    at most ``at_most`` seconds.  Why: after the compose stack's round its PostgreSQL
+    goes on working on the 100k rows just logged (WAL, autovacuum's analyze) for seconds
+    after the insert returned, and that landed in the next round -- always the process
+    stack's, which followed it."""
+    deadline = time.monotonic() + at_most
+    while psutil.cpu_percent(interval=0.5) >= threshold and time.monotonic() < deadline:
+        pass
+
+
 def wait_until_served(gateway: str, csv: bytes, rows: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -155,6 +166,7 @@ def main() -> int:
 
             def through(gateway: str):
                 def way() -> float:
+                    quiet()
                     before = (servers.read(), client.read())
 
                     def metered() -> None:
@@ -168,6 +180,7 @@ def main() -> int:
                 return way
 
             def in_process_metered() -> float:
+                quiet()
                 before = client.read()
                 rate = in_process()
                 cpu["in-process"].append(client.read() - before)
