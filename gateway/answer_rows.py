@@ -43,9 +43,10 @@ def rows_json(served: ServedModel, first: int, ids: Sequence[Dict[str, Any]],
     if not answers:
         return b""
     if isinstance(answers, TableAnswers):
-        known = _known_fields(ids, truth is not None)
-        if known is not None and not known.intersection(answers.plain + ["probabilities"]):
-            return _from_columns(first, ids, list(known), truth, answers)
+        names = _id_names(ids)
+        before = {"row", *(names or ()), *(["label"] if truth is not None else [])}
+        if names is not None and not before.intersection(answers.plain + ["probabilities"]):
+            return _from_columns(first, ids, names, truth, answers)
     results = [{"row": first + i, **key, **({"label": truth[i]} if truth is not None else {}),
                 **as_dict(shaped(served, answer))}
                for i, (key, answer) in enumerate(zip(ids, answers))]
@@ -62,19 +63,18 @@ def as_dict(answer: Any) -> Dict[str, Any]:
     return answer if isinstance(answer, dict) else {"answer": answer}
 
 
-def _known_fields(ids: Sequence[Dict[str, Any]], labelled: bool) -> Optional[set]:
-    """The fields every row has before the answer's (``row``, its id fields, ``label``), or
-    None when rows differ in their id fields (then rows are rendered one by one)."""
+def _id_names(ids: Sequence[Dict[str, Any]]) -> Optional[List[str]]:
+    """The id fields every row has, or None when rows differ in them (then rows are
+    rendered one by one)."""
     names = ids[0].keys() if ids else {}
     if set(map(len, ids)) - {len(names)} or (
             names and not all(key.keys() == names for key in ids)):
         return None
-    return {"row", *names, *(["label"] if labelled else [])}
+    return list(names)
 
 
-def _from_columns(first: int, ids: Sequence[Dict[str, Any]], known: List[str],
+def _from_columns(first: int, ids: Sequence[Dict[str, Any]], id_names: List[str],
                   truth: Optional[Sequence[Any]], answers: TableAnswers) -> bytes:
-    id_names = list(ids[0]) if ids else []
     fields = [("row", _numbers(range(first, first + len(answers))))]
     fields += [(name, _values([key[name] for key in ids])) for name in id_names]
     if truth is not None:

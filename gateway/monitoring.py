@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from .drift import DriftMonitor
 from .live import LiveView
@@ -78,7 +78,7 @@ class Monitoring:
         if self.enabled:
             self.metrics.observe_rows(route, model, rows)
 
-    def batch(self, route: str, served: Any, rows: Any, answers: List[Any]) -> None:
+    def batch(self, route: str, served: Any, rows: Any, answers: Sequence[Any]) -> None:
         """A batch's rows and answers (a DataFrame, JSON documents, or (file, image) pairs)."""
         if not self.enabled:
             return

@@ -91,8 +91,7 @@ class TableColumn:
     def packed(self) -> Tuple[Dict[str, str], bytes]:
         """The column packed for gRPC: the ``BYTES`` tensor's parameters and its raw
         contents (one length-prefixed element: the column's buffer)."""
-        buffer = self.raw()
-        return {**self.parameters(), PACKED: self.datatype}, struct.pack("<I", len(buffer)) + buffer
+        return {**self.parameters(), PACKED: self.datatype}, to_raw([self.raw()], BYTES)
 
     def rows(self, start: int, stop: int) -> "TableColumn":
         """Rows ``start:stop``; a text column carries only the strings those rows use."""
