@@ -5,7 +5,8 @@ sends /forward calls back to back and another polls /health every 20 ms:
 
 * a zip whose headers lie (64 MB of zeros deflated to ~65 kB, declared 1,000 bytes);
 * an honest zip bomb (ten 50 MB entries, declared as such);
-* a 30 MB CSV of transactions to /forward_batch.
+* a 30 MB CSV of transactions to /forward_batch;
+* a zip of 300,000 empty entries (26 MB: ZipFile() alone would build ~1 GB of entries).
 
 Measured: the gateway's RSS before and its peak during the upload (sampled every
 10 ms), the worst /health latency, and whether every /forward during it got a 200.
@@ -30,7 +31,7 @@ from mlplatform.pyfunc_models.fraud.features import EXAMPLE_TRANSACTION, FEATURE
 from mlplatform.scripts import stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.zips import lying_zip, zip_of  # noqa: E402  (test fixtures reused as bench input)
+from tests.zips import lying_zip, many_entries_zip, zip_of  # noqa: E402  (test inputs reused)
 
 MB = 1024 * 1024
 
@@ -94,6 +95,7 @@ def main() -> int:
     rows = generate_transactions(800_000, seed=3)[list(FEATURES)].to_csv(index=False).encode()
     lying = lying_zip(64 * MB, 1000)
     honest = zip_of([(f"{i}.png", bytes(50 * MB)) for i in range(10)])
+    crowded = many_entries_zip(300_000)
     with throwaway_stack(["fraud", "digits"]) as settings:
         gateway = settings.url(settings.gateway_port)
         pid = stack.StackState(settings.state_path).components["gateway"].pid
@@ -107,6 +109,9 @@ def main() -> int:
         run_case(f"zip bomb, honest headers ({len(honest) / 1e6:.1f} MB -> 500 MB)", gateway, pid,
                  lambda: requests.post(gateway + "/forward_batch?model=digits",
                                        files={"file": ("h.zip", honest)}))
+        run_case(f"zip of 300,000 entries ({len(crowded) / 1e6:.0f} MB)", gateway, pid,
+                 lambda: requests.post(gateway + "/forward_batch?model=digits",
+                                       files={"file": ("many.zip", crowded)}))
         run_case(f"CSV {len(rows) / 1e6:.0f} MB (800,000 rows)", gateway, pid,
                  lambda: requests.post(gateway + "/forward_batch?model=fraud",
                                        files={"file": ("t.csv", rows)}, timeout=600))

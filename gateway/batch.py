@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import pandas as pd
 
 from .errors import BadRequest, TooLarge
+from .zip_directory import TooManyEntries, check_entries
 
 LABELS_FILE = "labels.csv"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -68,7 +69,24 @@ class ImageArchive:
     labels: Dict[str, str] = field(default_factory=dict)
 
 
-def read_zip(data: bytes, filename: str, max_unpacked: int) -> ImageArchive:
+@dataclass(frozen=True)
+class ZipLimits:
+    """What one uploaded zip may unpack to, and how many entries it may hold (counted
+    before ZipFile() parses its directory: zip_directory.py)."""
+
+    unpacked_bytes: int
+    entries: int = 10_000
+
+
+def read_zip(data: bytes, filename: str, limits: ZipLimits) -> ImageArchive:
+    max_unpacked = limits.unpacked_bytes
+    try:
+        check_entries(data, limits.entries)
+    except TooManyEntries as exc:
+        count = f"declares {exc.count}" if exc.declared else f"holds more than {exc.limit}"
+        raise TooLarge(f"zip {filename!r} {count} entries; the gateway takes at most "
+                       f"{exc.limit} (MLPLATFORM_GATEWAY_MAX_ZIP_ENTRIES)",
+                       limit_entries=exc.limit) from None
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:

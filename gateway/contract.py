@@ -71,8 +71,9 @@ ROUTES: Tuple[Route, ...] = (
         Outcome(400, TABLE_PROBLEMS + "; " + MODEL_REF),
         CLOSED, Outcome(403, MODEL_FAILS + ", for any row"),
         Outcome(413, "the body is over `MAX_BODY_BYTES`; a zip unpacking to more than "
-                     "`MAX_UNPACKED_BYTES` (counted while inflating); a batch over the model "
-                     "server's message limit"),
+                     "`MAX_UNPACKED_BYTES` (counted while inflating) or of more than "
+                     "`MAX_ZIP_ENTRIES` entries (`limit_entries`; counted before the zip is "
+                     "opened); a batch over the model server's message limit"),
         Outcome(503, NOT_SERVING))),
     Route("POST", "/evaluate", (
         Outcome(400, TABLE_PROBLEMS + "; no label column, an empty label cell, an "
@@ -158,7 +159,7 @@ ERROR_SCHEMA = {
                    "the model's own (403).",
     "properties": {"message": {"type": "string"}, "detail": {"type": "string"},
                    "field": {"type": "string"}, "reason": {"type": "string"},
-                   "limit_bytes": {"type": "integer"}},
+                   "limit_bytes": {"type": "integer"}, "limit_entries": {"type": "integer"}},
 }
 TEXT_OR_NULL = {"type": ["string", "null"]}
 JOB_SCHEMA = {

@@ -126,19 +126,19 @@ def takes_csv(upload: Upload, served: ServedModel) -> bool:
     return upload.is_csv() and served.input_format != "base64"
 
 
-async def batch_rows(upload: Upload, served: ServedModel, max_unpacked: int,
+async def batch_rows(upload: Upload, served: ServedModel, limits: batch.ZipLimits,
                      label: Optional[str]) -> Tuple[Any, List[Any]]:
     """The rows of a JSON list (dicts) or a zip of images ((name, bytes)) and, with
     ``label``, the truth.  Read and parsed in a worker thread (big uploads would hold
     the event loop, and every other request with it)."""
-    return await asyncio.to_thread(_rows, upload, served, max_unpacked, label)
+    return await asyncio.to_thread(_rows, upload, served, limits, label)
 
 
-def _rows(upload: Upload, served: ServedModel, max_unpacked: int,
+def _rows(upload: Upload, served: ServedModel, limits: batch.ZipLimits,
           label: Optional[str]) -> Tuple[Any, List[Any]]:
     data, filename = upload.file.read(), upload.filename
     if served.input_format == "base64":
-        return _images(data, filename, upload.content_type, served, max_unpacked, label)
+        return _images(data, filename, upload.content_type, served, limits, label)
     try:
         rows = batch.json_records(check_depth(orjson.loads(data), len(data), repr(filename)))
     except orjson.JSONDecodeError as exc:
@@ -155,10 +155,10 @@ def _rows(upload: Upload, served: ServedModel, max_unpacked: int,
 
 
 def _images(data: bytes, filename: str, content_type: str, served: ServedModel,
-            max_unpacked: int, label: Optional[str]) -> Tuple[Any, List[Any]]:
+            limits: batch.ZipLimits, label: Optional[str]) -> Tuple[Any, List[Any]]:
     if not (filename.lower().endswith(".zip") or "zip" in content_type or data[:2] == b"PK"):
         raise BadRequest(f"model {served.name!r} takes images: upload a .zip", field="file")
-    archive = batch.read_zip(data, filename, max_unpacked)
+    archive = batch.read_zip(data, filename, limits)
     rows = archive.entries
     if label is None:
         return rows, []

@@ -33,6 +33,9 @@ class GatewaySettings(BaseSettings):
     # What a zip of images may unpack to (counted while inflating, whatever its headers say);
     # the images are held in memory for one request, so this bounds the gateway's memory.
     max_unpacked_bytes: int = 64 * 1024 * 1024
+    # Entries one zip may hold, read from its end records before its directory is parsed
+    # (ZipFile() costs ~3 kB per entry up front: 300,000 empty entries were ~1 GB).
+    max_zip_entries: int = 10_000
     alias: str = CHAMPION
     # The serving target whose recorded versions the gateway routes to
     # (mlserver_configs.serving), and how long a record is trusted before it is
@@ -88,6 +91,12 @@ class GatewaySettings(BaseSettings):
     drift_min_inputs: int = 100
     # A version's window (and gauges) is forgotten after this many seconds without input.
     drift_idle_seconds: float = 900.0
+
+    @property
+    def zip_limits(self):
+        from .batch import ZipLimits  # here: batch imports pandas, the CLI reads settings
+
+        return ZipLimits(self.max_unpacked_bytes, self.max_zip_entries)
 
     def model_post_init(self, context) -> None:
         state = Path(os.environ.get("MLPLATFORM_STATE_DIR") or ".mlplatform").expanduser().resolve()

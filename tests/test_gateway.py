@@ -297,6 +297,16 @@ def test_zip_entries_escaping_the_archive_are_400(served, entry):
     assert response.status_code == 400 and "absolute path or '..'" in response.json()["detail"]
 
 
+def test_a_zip_of_300000_entries_is_413_naming_the_limit(served):
+    from tests.zips import many_entries_zip
+
+    response = requests.post(served.gateway_url + "/forward_batch?model=digits",
+                             files={"file": ("many.zip", many_entries_zip(300_000))})
+    assert response.status_code == 413
+    assert response.json()["limit_entries"] == 10_000
+    assert "declares 300000 entries" in response.json()["detail"]
+
+
 def test_client_raises_typed_400(gateway):
     with pytest.raises(BadRequest) as raised:
         gateway.forward({"a": 1}, model="nosuch")

@@ -233,3 +233,38 @@ def test_a_gateway_restart_loses_no_job(jobs_stack, gateway, tmp_path):
     finished = gateway.wait_job(job["id"], timeout=120)
     assert finished["status"] == "Succeeded", finished
     assert gateway.job_result(job["id"], tmp_path / "out.txt").read_text() == "HELLO\n"
+
+
+ENVIRONMENT_APP = '''
+import json, os
+
+def score(data_path, model_path):
+    output = os.path.join(data_path, "environment.json")
+    with open(output, "w") as out:
+        json.dump(dict(os.environ), out)
+    return output
+'''
+
+
+def test_job_code_sees_no_database_url_and_no_keys(jobs_stack, gateway, tmp_path):
+    """The model's code runs with the registry's address and little else: not the gateway's
+    database URL, S3 keys or settings (gateway/run_job.py: job_environment)."""
+    folder = neomaril_async_folder(tmp_path / "env_job", ENVIRONMENT_APP, "unused.txt", "x")
+    jobs_stack.cli("import", str(folder), "--name", "env_job")
+    state = __import__("json").loads((jobs_stack.state_dir / "state.json").read_text())
+    gateway_env = psutil.Process(state["components"]["gateway"]["pid"]).environ()
+    secrets = {name: gateway_env[name] for name in gateway_env
+               if name.startswith(("AWS_", "MLPLATFORM_")) or "DATABASE" in name}
+    assert "MLPLATFORM_GATEWAY_DATABASE_URL" in secrets  # the gateway has them ...
+
+    job = gateway.submit_job(b"x\n", "env_job", "score", filename="in.txt")
+    finished = gateway.wait_job(job["id"], timeout=120)
+    assert finished["status"] == "Succeeded", finished
+    seen = __import__("json").loads(gateway.job_result(job["id"], tmp_path / "env.json")
+                                    .read_text())
+    assert seen["MLFLOW_TRACKING_URI"] == jobs_stack.mlflow_url
+    assert not set(seen) & set(secrets), set(seen) & set(secrets)  # ... the job does not
+    leaked = [name for name, value in seen.items()
+              if value and value in secrets.values() and name != "MLFLOW_TRACKING_URI"]
+    assert not leaked, leaked
+    assert "gateway.db" not in " ".join(seen.values())

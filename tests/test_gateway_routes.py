@@ -251,7 +251,7 @@ def test_a_zip_that_lies_about_its_size_is_stopped_while_inflating():
         # Inflated 1 MB at a time, the entry stops at its declared 1,000 bytes, whose
         # checksum then fails: a 400 naming the entry, and never 64 MB in memory.
         with pytest.raises(BadRequest, match="zip entry 'bomb.png' cannot be read: Bad CRC"):
-            batch.read_zip(bomb, "bomb.zip", max_unpacked=8 * 1024 * 1024)
+            batch.read_zip(bomb, "bomb.zip", batch.ZipLimits(8 * 1024 * 1024))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -265,7 +265,55 @@ def test_an_honest_zip_over_the_limit_is_413_before_inflating():
 
     honest = zip_of([("a.png", bytes(5_000_000)), ("b.png", bytes(5_000_000))])
     with pytest.raises(TooLarge, match="unpacks to more than the gateway accepts"):
-        batch.read_zip(honest, "big.zip", max_unpacked=8 * 1024 * 1024)
+        batch.read_zip(honest, "big.zip", batch.ZipLimits(8 * 1024 * 1024))
+
+
+def test_a_zip_of_300000_entries_is_413_before_its_directory_is_parsed():
+    """ZipFile() would build 300,000 ZipInfo objects (~1 GB) before any limit applied: the
+    count is read from the ZIP64 end record first (tracemalloc: allocations, not time)."""
+    import tracemalloc
+
+    from mlplatform.gateway import batch
+    from mlplatform.gateway.errors import TooLarge
+    from tests.zips import many_entries_zip
+
+    crowded = many_entries_zip(300_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLarge) as raised:
+            batch.read_zip(crowded, "many.zip", batch.ZipLimits(64 * 1024 * 1024, 10_000))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert raised.value.detail == ("zip 'many.zip' declares 300000 entries; the gateway takes "
+                                   "at most 10000 (MLPLATFORM_GATEWAY_MAX_ZIP_ENTRIES)")
+    assert raised.value.extra == {"limit_entries": 10_000}
+    assert peak < 1024 * 1024, peak
+
+
+def test_a_zip_whose_end_record_hides_its_entries_is_413_too():
+    """zipfile walks the directory by its size, whatever count the end record declares."""
+    from mlplatform.gateway import batch
+    from mlplatform.gateway.errors import TooLarge
+    from tests.zips import many_entries_zip
+
+    liar = many_entries_zip(20_000, declared=1)
+    with pytest.raises(TooLarge, match="holds more than 100 entries; the gateway takes at "
+                                       "most 100"):
+        batch.read_zip(liar, "liar.zip", batch.ZipLimits(64 * 1024 * 1024, 100))
+
+
+def test_a_zip_at_the_entry_limit_is_read():
+    from mlplatform.gateway import batch
+    from mlplatform.gateway.zip_directory import check_entries, end_records
+    from tests.zips import many_entries_zip, zip_of
+
+    check_entries(many_entries_zip(100), 100)                  # exactly the limit: fine
+    check_entries(many_entries_zip(70_000), 70_000)            # ZIP64 records, at the limit
+    assert end_records(b"not a zip") is None
+    images = zip_of([(f"{n}.png", b"x") for n in range(3)])
+    archive = batch.read_zip(images, "ok.zip", batch.ZipLimits(1024 * 1024, 3))
+    assert [name for name, _ in archive.entries] == ["0.png", "1.png", "2.png"]
 
 
 def test_x_param_headers_reach_models_that_take_them_and_are_refused_otherwise(client, parts):

@@ -86,7 +86,7 @@ def router(settings: GatewaySettings) -> APIRouter:
         with await parsing.batch_upload(request) as upload:
             if parsing.takes_csv(upload, served):
                 return await chunked.answer(gateway, served, upload.file, upload.filename, None)
-            rows, _ = await parsing.batch_rows(upload, served, settings.max_unpacked_bytes, None)
+            rows, _ = await parsing.batch_rows(upload, served, settings.zip_limits, None)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
         gateway.monitoring.batch_size("/forward_batch", served.name, len(answers))
         gateway.monitoring.batch("/forward_batch", served, rows, answers)
@@ -111,7 +111,7 @@ def router(settings: GatewaySettings) -> APIRouter:
         with await parsing.batch_upload(request) as upload:
             if parsing.takes_csv(upload, served):
                 return await chunked.answer(gateway, served, upload.file, upload.filename, label)
-            rows, truth = await parsing.batch_rows(upload, served, settings.max_unpacked_bytes,
+            rows, truth = await parsing.batch_rows(upload, served, settings.zip_limits,
                                                    label)
         answers, ids, served = await scoring.score_batch(gateway, served, rows)
         gateway.monitoring.batch_size("/evaluate", served.name, len(answers))

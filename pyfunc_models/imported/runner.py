@@ -57,3 +57,43 @@ def run_target(model_uri: str, model_name: str, target: str, file: Path, output_
     spec, _ = import_folder(produced, model_name)  # the retrained folder must still import
     registration = register(spec, tracking_uri, alias=alias, force=True)
     return RunOutcome(chosen.name, chosen.task_type, registration=registration)
+
+
+def outcome_record(outcome: RunOutcome) -> dict:
+    """What a job's user-code process reports to the job runner (JSON)."""
+    registration = outcome.registration
+    return {"target": outcome.target, "task_type": outcome.task_type,
+            "output": str(outcome.output) if outcome.output is not None else None,
+            "answer": outcome.answer,
+            "registration": None if registration is None else {
+                "model_uri": registration.model_uri, "alias_uri": registration.alias_uri}}
+
+
+def main(argv: list) -> int:
+    """``python -m mlplatform.pyfunc_models.imported.runner OUTCOME MODEL_URI NAME TARGET FILE
+    OUTPUT_DIR WORKDIR``: one target run in a process of its own, the registry from
+    ``MLFLOW_TRACKING_URI``; the outcome (or the error) is written as JSON to OUTCOME.  The
+    gateway's jobs start it with a minimal environment (gateway/jobs.py: job_environment)."""
+    import os
+    import sys
+    import traceback
+
+    if len(argv) != 7:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    outcome_path, model_uri, name, target, file, output_dir, workdir = argv
+    try:
+        outcome = run_target(model_uri, name, target, Path(file), Path(output_dir),
+                             os.environ["MLFLOW_TRACKING_URI"], Path(workdir))
+        record = outcome_record(outcome)
+    except Exception as exc:  # the model's failure: reported, not raised past the job
+        traceback.print_exc()
+        record = {"error": f"{type(exc).__name__}: {exc}"}
+    Path(outcome_path).write_text(json.dumps(record, default=str), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
