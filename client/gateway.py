@@ -5,8 +5,9 @@ Errors are typed by the gateway's contract, each carrying the status, the
 message and the detail (or the model's reason):
 
     GatewayError
-      BadRequest (400)   Unauthorized (401)   ModelFailed (403)   NotFound (404)
-      Conflict (409)   PayloadTooLarge (413)   ServiceUnavailable (503)
+      BadRequest (400)   Unauthorized (401)   ModelFailed (403)   Forbidden (403, the
+      token lacks the route's scope)   NotFound (404)   Conflict (409)
+      PayloadTooLarge (413)   ModelServerRefused (502)   ServiceUnavailable (503)
       GatewayUnreachable (no answer at all: refused, DNS, timeout)
 
 Both twins build every request in one shared base (``_Requests``, as httpx's
@@ -48,6 +49,14 @@ class Unauthorized(GatewayError):
 
 class ModelFailed(GatewayError):
     pass
+
+
+class Forbidden(GatewayError):
+    """403 ``forbidden``: the token lacks the route's scope (``scope`` names it)."""
+
+    @property
+    def scope(self) -> str:
+        return str(self.body.get("scope", ""))
 
 
 class PayloadTooLarge(GatewayError):
@@ -100,8 +109,10 @@ def _raise_for(response: httpx.Response) -> None:
         body = {"message": response.reason_phrase, "detail": response.text[:500]}
     if not isinstance(body, dict):
         body = {"message": str(body)}
-    raise ERRORS.get(response.status_code, GatewayError)(response.status_code, body,
-                                                         str(response.request.url))
+    kind = ERRORS.get(response.status_code, GatewayError)
+    if response.status_code == 403 and body.get("message") == "forbidden":
+        kind = Forbidden  # the seed's 403 is the model's failure; this one is the token's
+    raise kind(response.status_code, body, str(response.request.url))
 
 
 def _file(upload: FileLike, name: Optional[str]):

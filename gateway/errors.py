@@ -3,6 +3,7 @@
 * 400 ``bad request``: the request cannot be parsed or lacks what the route needs;
 * 401 ``unauthorized``: a write route without a valid bearer token;
 * 403 ``модель не смогла обработать данные``: the model was reached and failed;
+  403 ``forbidden``: a valid token without the route's scope;
 * 413 ``request too large``: the body is over the configured limit;
 * 503 ``model server unavailable``: MLServer unreachable, timing out or not serving;
 * anything unexpected: 500 ``internal error`` — logged here, no traceback sent.
@@ -23,6 +24,7 @@ MODEL_FAILED = "модель не смогла обработать данные
 UNAVAILABLE = "model server unavailable"
 TOO_LARGE = "request too large"
 UNAUTHORIZED = "unauthorized"
+FORBIDDEN = "forbidden"
 
 log = logging.getLogger("mlplatform.gateway")
 
@@ -46,6 +48,13 @@ class BadRequest(GatewayError):
 
 class Unauthorized(GatewayError):
     status, message = 401, UNAUTHORIZED
+
+
+class Forbidden(GatewayError):
+    """A valid token without the route's scope (``scope`` names the one missing).  The
+    seed's 403 is the model's failure; this one says ``forbidden`` in ``message``."""
+
+    status, message = 403, FORBIDDEN
 
 
 MAX_REASON = 1000  # characters of a model's reason passed on (it may echo a huge input)

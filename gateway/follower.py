@@ -68,5 +68,6 @@ class AliasFollower(Background):
             log.info("%s", outcome.describe())
         else:
             self.refused.add((name, outcome.version or version))
+            self.gateway.monitoring.metrics.refused(name, outcome.message)
             log.warning("%s@%s -> version %s not deployed: %s", name, self.settings.follow_alias,
                         version, outcome.message)

@@ -84,9 +84,19 @@ class GatewayMetrics:
             registry=self.registry)
         for reason in ("full", "database"):
             self.log_dropped.labels(reason)
+        self.refusals = Counter(
+            "mlplatform_gateway_deploy_refusals", "Versions a deploy, rollback or the alias "
+            "follower did not serve: reason=integrity (a file differs from the version's "
+            "manifest, or its signature fails), load (any other refusal).", ["model", "reason"],
+            registry=self.registry)
         self._classes: Dict[str, Set[str]] = {}
         # model -> the answer keys its answers carry (found on the first answer)
         self._answer_keys: Dict[str, Tuple[Optional[str], Optional[str]]] = {}
+
+    def refused(self, model: str, message: str) -> None:
+        from mlplatform.pyfunc_models.integrity import MARKER
+
+        self.refusals.labels(model, "integrity" if MARKER in message else "load").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -35,6 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from .scopes import Grant, stored
+
 REQUESTED, RUNNING, SUCCEEDED, FAILED = "Requested", "Running", "Succeeded", "Failed"
 log = logging.getLogger("mlplatform.gateway")
 TOKEN_PREFIX = "mlp_"
@@ -91,6 +93,12 @@ class Token(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Space-separated (scopes.py); NULL: made before scopes existed, so admin.
+    scopes: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+
+    @property
+    def grant(self) -> Grant:
+        return Grant.of(self.id, self.group, self.scopes)
 
 
 def _naive(moment: datetime) -> datetime:
@@ -155,12 +163,15 @@ class Store:
         self._add_lease_columns()
 
     def _add_lease_columns(self) -> None:
-        """A job table made before leases existed gets its two columns."""
-        present = {column["name"] for column in inspect(self.engine).get_columns("jobs")}
-        with self.engine.begin() as connection:
-            for name, kind in (("owner", "VARCHAR(64)"), ("lease_until", "TIMESTAMP")):
-                if name not in present:
-                    connection.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {kind}"))
+        """Tables made by earlier versions get their new columns: a job table its lease,
+        a token table its scopes (NULL for the tokens already there: admin, flagged)."""
+        for table, columns in (("jobs", (("owner", "VARCHAR(64)"), ("lease_until", "TIMESTAMP"))),
+                               ("tokens", (("scopes", "TEXT"),))):
+            present = {column["name"] for column in inspect(self.engine).get_columns(table)}
+            with self.engine.begin() as connection:
+                for name, kind in columns:
+                    if name not in present:
+                        connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
 
     def job_counts(self) -> dict:
         """Jobs by state (every state present, 0 when none)."""
@@ -173,18 +184,22 @@ class Store:
 
     # -------------------------------------------------------- tokens
 
-    def create_token(self, group: str) -> tuple:
-        """A new token for ``group``: (id, token). Only the token's hash is stored."""
+    def create_token(self, group: str, scopes) -> tuple:
+        """A new token for ``group`` allowed ``scopes`` (scopes.py; ScopeError for an
+        unknown one): (id, token). Only the token's hash is stored."""
+        allowed = stored(scopes)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = secrets.token_hex(6)
         with Session(self.engine) as session, session.begin():
-            session.add(Token(id=token_id, group=group, digest=digest(token), created_at=now()))
+            session.add(Token(id=token_id, group=group, digest=digest(token), created_at=now(),
+                              scopes=allowed))
         return token_id, token
 
-    def group_of(self, token: str) -> Optional[str]:
+    def grant_of(self, token: str) -> Optional[Grant]:
+        """What a valid token may do; None for an unknown or revoked one."""
         with Session(self.engine) as session:
             row = session.scalar(select(Token).where(Token.digest == digest(token)))
-            return row.group if row is not None and not row.revoked else None
+            return row.grant if row is not None and not row.revoked else None
 
     def tokens(self) -> List[Token]:
         with Session(self.engine, expire_on_commit=False) as session:

@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
 
 from mlplatform.pyfunc_models.conventions import ModelReference, ModelReferenceError
+from mlplatform.pyfunc_models.integrity import (
+    VERIFY_KEY_ENV,
+    IntegrityError,
+    check_record,
+    key_from_env,
+)
 
 if TYPE_CHECKING:  # MLflow is imported where it is used: it costs a second at start-up
     from mlflow.tracking import MlflowClient
@@ -90,6 +96,11 @@ def resolve(client: "MlflowClient", reference: ModelReference) -> ResolvedModel:
     except MlflowException as exc:
         wanted = f"/{reference.version}" if reference.version else f"@{reference.alias}"
         raise ConfigError(f"{reference.name}{wanted} is not in the registry: {exc.message}") from exc
+    try:  # the registry's record first: a version the key did not sign is never loaded
+        check_record(version.name, str(version.version), version.tags or {},
+                     key_from_env(VERIFY_KEY_ENV))
+    except (IntegrityError, OSError) as exc:
+        raise ConfigError(f"{version.name}/{version.version} is refused: {exc}") from None
     storage = client.get_model_version_download_uri(version.name, version.version)
     return ResolvedModel(version.name, str(version.version), reference.alias,
                          version.run_id or "", storage)

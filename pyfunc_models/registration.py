@@ -8,8 +8,10 @@ What lands in MLflow for each registration:
   "Model is missing inputs" (HTTP 500).  The plain input example is still saved
   (``input_example.json``), and the V2 request that carries it sits beside it as
   the model artifact ``example_request.json``;
-* a new registered model version, tagged with the code fingerprint and the
-  wire formats, and an alias pointed at it: ``champion`` for a model's first
+* a new registered model version, tagged with the code fingerprint, the wire
+  formats and the sha256 manifest of every artifact file (``integrity.py``;
+  signed when ``MLPLATFORM_SIGNING_KEY_FILE`` names a key), and an alias pointed
+  at it: ``champion`` for a model's first
   version, ``challenger`` once a champion exists (unless an alias is named).
   Registering never changes what is served by itself: ``mlserver_configs.serving``
   (``mlplatform deploy``, or the gateway following a moved ``champion``) does
@@ -40,6 +42,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .catalog import BuildContext, ModelSpec, get_model_spec
+from .integrity import (
+    MANIFEST_TAG,
+    SIGNATURE_TAG,
+    SIGNING_KEY_ENV,
+    IntegrityError,
+    Key,
+    key_from_env,
+    manifest_of,
+    manifest_tag,
+)
 from .profile import PROFILE_ARTIFACT, reference_profile
 from .conventions import CHALLENGER, CHAMPION, FINGERPRINT_TAG, version_tags
 from .wire import image_request, json_request
@@ -106,6 +118,10 @@ def register(
     """
     spec = get_model_spec(model) if isinstance(model, str) else model
     client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        signer = key_from_env(SIGNING_KEY_ENV)  # a broken key fails before any training
+    except (IntegrityError, OSError) as exc:
+        raise RegistrationError(f"{SIGNING_KEY_ENV}: {exc}") from None
     fingerprint = spec.fingerprint()
 
     if not force:
@@ -127,9 +143,11 @@ def register(
                               nested=mlflow.active_run() is not None, tags=run_tags) as run:
             context = BuildContext(Path(workdir), spec.name, experiment or spec.name, run.info.run_id)
             model_uri, model_id, bundle_metrics, formats = _log(spec, context, fingerprint)
-        tags = {FINGERPRINT_TAG: fingerprint, **formats, **(extra_version_tags or {})}
+        manifest = _manifest(model_uri, Path(workdir) / "uploaded")
+        tags = {FINGERPRINT_TAG: fingerprint, **formats, **(extra_version_tags or {}),
+                MANIFEST_TAG: manifest}
         version = _create_version(client, spec.name, model_uri, run.info.run_id, model_id,
-                                  tags, alias)
+                                  tags, alias, signer)
     return Registration(
         spec.name, version.version, alias, run.info.run_id,
         artifact_location(client, version), trained=True, metrics=bundle_metrics,
@@ -176,8 +194,20 @@ def _log(spec: ModelSpec, context: BuildContext, fingerprint: str):
     return info.model_uri, info.model_id, bundle.metrics, formats
 
 
+def _manifest(model_uri: str, folder: Path) -> str:
+    """The manifest of the files as the artifact store holds them (read back right after
+    the upload: what a server will download is what is hashed)."""
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(folder))
+    tag = manifest_tag(manifest_of(Path(local)))
+    if len(tag) > 100_000:  # MLflow's limit for a model version tag's value
+        raise RegistrationError(f"the model has too many files for its manifest ({len(tag)} "
+                                "characters; at most 100,000): put them in fewer files")
+    return tag
+
+
 def _create_version(client: MlflowClient, name: str, model_uri: str, run_id: str,
-                    model_id: str, tags: Dict[str, str], alias: str) -> ModelVersion:
+                    model_id: str, tags: Dict[str, str], alias: str,
+                    signer: Optional[Key] = None) -> ModelVersion:
     try:
         client.get_registered_model(name)
     except MlflowException:
@@ -186,6 +216,9 @@ def _create_version(client: MlflowClient, name: str, model_uri: str, run_id: str
         name, model_uri, run_id=run_id, tags=tags, model_id=model_id,
     )
     try:
+        if signer is not None:  # signed before any alias can make it servable
+            client.set_model_version_tag(name, version.version, SIGNATURE_TAG, signer.sign(
+                name, version.version, tags[MANIFEST_TAG]))
         client.set_registered_model_alias(name, alias, version.version)
         return client.get_model_version(name, version.version)
     except Exception:

@@ -804,14 +804,26 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--group", required=True, help="Who the token is for (a team, a service).")
+@click.option("--scope", "scopes", multiple=True, metavar="SCOPE",
+              help="What it may do, once per scope: predict, jobs, lifecycle, "
+                   "lifecycle:<model>, predictions:read, admin (see docs/gateway.md).")
 @click.pass_context
 @_friendly_errors
-def token_create(ctx: click.Context, group: str) -> None:
-    """Create a token for GROUP. It is printed once; only its hash is stored."""
+def token_create(ctx: click.Context, group: str, scopes: tuple) -> None:
+    """Create a token for GROUP allowed each --scope. It is printed once; only its hash is
+    stored."""
+    from mlplatform.gateway.scopes import ScopeError
     from mlplatform.gateway.store import Store
 
-    token_id, secret = Store(_settings(ctx).gateway_database_url).create_token(group)
-    click.echo(f"token {token_id} for group {group!r} (shown once, keep it safe):")
+    from .stack import StackError
+
+    try:
+        token_id, secret = Store(_settings(ctx).gateway_database_url).create_token(group, scopes)
+    except ScopeError as exc:
+        raise StackError(f"{exc} (mlplatform token create --group {group} --scope SCOPE "
+                         "[--scope SCOPE ...])") from None
+    click.echo(f"token {token_id} for group {group!r}, scopes {' '.join(sorted(set(scopes)))} "
+               "(shown once, keep it safe):")
     click.echo(secret)
 
 
@@ -819,12 +831,17 @@ def token_create(ctx: click.Context, group: str) -> None:
 @click.pass_context
 @_friendly_errors
 def token_list(ctx: click.Context) -> None:
-    """List tokens (ids and groups; the tokens themselves are not stored)."""
+    """List tokens: ids, groups, scopes (the tokens themselves are not stored).  A token made
+    before scopes existed works as admin and is flagged: replace it with a narrower one."""
     from mlplatform.gateway.store import Store
 
     for row in Store(_settings(ctx).gateway_database_url).tokens():
         state = "revoked" if row.revoked else "active"
-        click.echo(f"{row.id}  {row.group:<20} {state:<8} created {row.created_at:%Y-%m-%d %H:%M}")
+        grant = row.grant
+        scopes = ("admin (made before scopes: replace it)" if grant.legacy
+                  else " ".join(sorted(grant.scopes)))
+        click.echo(f"{row.id}  {row.group:<20} {state:<8} created "
+                   f"{row.created_at:%Y-%m-%d %H:%M}  {scopes}")
 
 
 @token.command("revoke")

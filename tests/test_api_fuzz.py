@@ -44,7 +44,8 @@ def test_every_operation_keeps_the_contract_under_fuzzing(served, tmp_path):
 
 def fuzz(url: str, tmp_path) -> str:
     env = stack_environment(tmp_path / "gateway")  # the CLI writes the gateway's database
-    token = subprocess.run([str(BIN / "mlplatform"), "token", "create", "--group", "fuzz"],
+    token = subprocess.run([str(BIN / "mlplatform"), "token", "create", "--group", "fuzz",
+                            "--scope", "admin"],
                            env=env, capture_output=True, text=True, check=True
                            ).stdout.strip().splitlines()[-1]
     command = [str(BIN / "st"), "run", f"{url}/openapi.json",

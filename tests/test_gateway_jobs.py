@@ -43,7 +43,8 @@ def jobs_stack(served, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def token(jobs_stack):
-    output = jobs_stack.cli("token", "create", "--group", "analysts").stdout
+    output = jobs_stack.cli("token", "create", "--group", "analysts", "--scope", "jobs",
+                            "--scope", "predict").stdout
     assert "shown once" in output
     return output.strip().splitlines()[-1]
 
@@ -126,7 +127,8 @@ def test_unknown_job_is_404_and_other_groups_cannot_see_a_job(jobs_stack, gatewa
                         headers=gateway._http.headers).status_code == 404
     job = gateway.submit_job(b"distance_km,items\n1,1\n", "mmf_delivery", "Batch scoring",
                              filename="g.csv")
-    other = jobs_stack.cli("token", "create", "--group", "others").stdout.strip().splitlines()[-1]
+    other = jobs_stack.cli("token", "create", "--group", "others", "--scope",
+                           "jobs").stdout.strip().splitlines()[-1]
     response = requests.get(f"{jobs_stack.gateway_url}/jobs/{job['id']}",
                             headers={"Authorization": f"Bearer {other}"})
     assert response.status_code == 404
@@ -145,7 +147,7 @@ def test_write_routes_need_a_valid_token(jobs_stack, headers):
 
 
 def test_revoked_token_is_refused(jobs_stack):
-    created = jobs_stack.cli("token", "create", "--group", "temp").stdout.splitlines()
+    created = jobs_stack.cli("token", "create", "--group", "temp", "--scope", "jobs").stdout.splitlines()
     token_id, secret = created[0].split()[1], created[-1]
     jobs_stack.cli("token", "revoke", token_id)
     assert "revoked" in jobs_stack.cli("token", "list").stdout
@@ -249,6 +251,7 @@ def score(data_path, model_path):
 def test_job_code_sees_no_database_url_and_no_keys(jobs_stack, gateway, tmp_path):
     """The model's code runs with the registry's address and little else: not the gateway's
     database URL, S3 keys or settings (gateway/run_job.py: job_environment)."""
+    (tmp_path / "env_job").mkdir()
     folder = neomaril_async_folder(tmp_path / "env_job", ENVIRONMENT_APP, "unused.txt", "x")
     jobs_stack.cli("import", str(folder), "--name", "env_job")
     state = __import__("json").loads((jobs_stack.state_dir / "state.json").read_text())

@@ -34,7 +34,8 @@ def labelled_csv(rows: int, seed: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def token(served):
-    return served.cli("token", "create", "--group", "lifecycle").stdout.strip().splitlines()[-1]
+    return served.cli("token", "create", "--group", "lifecycle", "--scope",
+                      "lifecycle").stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,8 @@ def test_lifecycle_routes_refuse_what_they_cannot_do(served, gateway):
         gateway.versions("nosuch")
     assert requests.get(url + "/metrics/abc", headers=gateway.headers,
                         timeout=30).status_code == 400
-    other = served.cli("token", "create", "--group", "others").stdout.strip().splitlines()[-1]
+    other = served.cli("token", "create", "--group", "others", "--scope",
+                       "lifecycle").stdout.strip().splitlines()[-1]
     with GatewayClient(url, token=other) as stranger:
         with pytest.raises(Unauthorized):
             GatewayClient(url, token="mlp_wrong").versions("fraud")

@@ -60,7 +60,7 @@ def live_transactions(count: int, seed: int, shift: bool):
 def test_every_answer_is_logged_and_paged_with_a_token(tmp_path):
     app, gateway, _ = gateway_app(tmp_path)
     with TestClient(app) as client:
-        token = gateway.store.create_token("ops")[1]
+        token = gateway.store.create_token("ops", ["predictions:read"])[1]
         for n in range(5):
             response = client.post("/forward", json={"a": n},
                                    headers={"X-Request-ID": f"call-{n}"})
@@ -90,7 +90,7 @@ def test_every_answer_is_logged_and_paged_with_a_token(tmp_path):
 def test_batch_rows_are_logged_one_per_row(tmp_path):
     app, gateway, _ = gateway_app(tmp_path)
     with TestClient(app) as client:
-        token = gateway.store.create_token("ops")[1]
+        token = gateway.store.create_token("ops", ["predictions:read"])[1]
         rows = [{"id": f"r{n}", "a": n} for n in range(4)]
         assert client.post("/forward_batch?model=echo", json=rows).status_code == 200
         flushed(gateway)
@@ -164,7 +164,7 @@ def test_a_database_outage_never_fails_a_prediction(tmp_path):
             assert client.post("/forward", json={"a": n}).status_code == 200
         flushed(gateway)
         text = client.get("/metrics").text
-        token = gateway.store.create_token("ops")[1]
+        token = gateway.store.create_token("ops", ["predictions:read"])[1]
         unreadable = client.get("/predictions", headers={"Authorization": f"Bearer {token}"})
     dropped = samples(text, "mlplatform_gateway_prediction_log_dropped_total")
     assert dropped[frozenset({"reason": "database"}.items())] == 3
@@ -292,7 +292,8 @@ def test_monitoring_off_records_nothing(tmp_path):
 
 
 def test_fraud_is_registered_with_a_profile_and_its_answers_are_logged(served):
-    token = served.cli("token", "create", "--group", "monitoring").stdout.strip().splitlines()[-1]
+    token = served.cli("token", "create", "--group", "monitoring", "--scope",
+                       "predictions:read").stdout.strip().splitlines()[-1]
     started = time.time()
     # a whole window of unshifted inputs: the verdict is about these alone, whatever
     # earlier tests sent to fraud

@@ -16,9 +16,10 @@ from starlette.datastructures import UploadFile
 from mlplatform.pyfunc_models.conventions import ModelReference, ModelReferenceError
 
 from .. import openapi, parsing
-from ..auth import token_group
+from ..auth import access
 from ..context import gateway_of
 from ..errors import BadRequest, Conflict, NotFound, Unavailable
+from ..scopes import Grant
 from ..settings import GatewaySettings
 from ..store import SUCCEEDED
 
@@ -28,7 +29,7 @@ def router(settings: GatewaySettings) -> APIRouter:
 
     @routes.post("/jobs", status_code=202, summary="Submit a file to a model's file target; "
                  "returns the job id at once (needs a token)", openapi_extra=openapi.job_body())
-    async def submit_job(request: Request, group: str = Depends(token_group)) -> Any:
+    async def submit_job(request: Request, grant: Grant = Depends(access("POST", "/jobs"))) -> Any:
         gateway = gateway_of(request)
         form = await parsing.form(request)
         upload, model, target = form.get("file"), form.get("model"), form.get("target")
@@ -42,7 +43,7 @@ def router(settings: GatewaySettings) -> APIRouter:
         name = upload_name(upload.filename)
         key = f"{job_id}/input/{name}"
         await asyncio.to_thread(gateway.files.put, key, upload.file)  # streamed
-        job = await asyncio.to_thread(gateway.store.add_job, group, model, target, name, key,
+        job = await asyncio.to_thread(gateway.store.add_job, grant.group, model, target, name, key,
                                       job_id)
         gateway.worker.wake.set()
         return JSONResponse(_job_view(job), status_code=202)
@@ -55,12 +56,14 @@ def router(settings: GatewaySettings) -> APIRouter:
 
     @routes.get("/jobs/{job_id}", summary="Job status (Requested, Running, Succeeded, Failed) "
                 "with timestamps and error text")
-    async def job_status(request: Request, job_id: str, group: str = Depends(token_group)) -> Any:
-        return _job_view(await own_job(request, job_id, group))
+    async def job_status(request: Request, job_id: str,
+                         grant: Grant = Depends(access("GET", "/jobs/{job_id}"))) -> Any:
+        return _job_view(await own_job(request, job_id, grant.group))
 
     @routes.get("/jobs/{job_id}/result", summary="The job's output file (streamed)")
-    async def job_result(request: Request, job_id: str, group: str = Depends(token_group)):
-        job = await own_job(request, job_id, group)
+    async def job_result(request: Request, job_id: str,
+                         grant: Grant = Depends(access("GET", "/jobs/{job_id}/result"))):
+        job = await own_job(request, job_id, grant.group)
         if job.status != SUCCEEDED:
             raise Conflict(f"job {job_id} is {job.status}", status=job.status, error=job.error)
         return StreamingResponse(

@@ -9,10 +9,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from ..auth import predict_guard, token_group
+from ..auth import access, predict_guard
 from ..context import gateway_of
 from ..errors import BadRequest, NotFound, Unavailable
 from ..prediction_log import PAGE_AT_MOST
+from ..scopes import Grant
 from ..settings import GatewaySettings
 
 
@@ -28,7 +29,7 @@ def router(settings: GatewaySettings) -> APIRouter:
                           after: int = Query(0, ge=0, le=2**62, description="The `next_after` "
                                              "of the previous page"),
                           limit: int = Query(100, ge=1, le=PAGE_AT_MOST),
-                          group: str = Depends(token_group)) -> Dict[str, Any]:
+                          _: Grant = Depends(access("GET", "/predictions"))) -> Dict[str, Any]:
         log = gateway_of(request).monitoring.log
         if log is None:
             raise NotFound("the prediction log is off (MLPLATFORM_GATEWAY_PREDICTION_LOG=false "
