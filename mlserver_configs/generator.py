@@ -15,10 +15,12 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
 
 from mlplatform.pyfunc_models.conventions import ModelReference, ModelReferenceError
 from mlplatform.pyfunc_models.integrity import (
+    MANIFEST_TAG,
+    SIGNATURE_TAG,
     VERIFY_KEY_ENV,
     IntegrityError,
     check_record,
@@ -78,6 +80,9 @@ class ResolvedModel:
     alias: Optional[str]
     run_id: str
     storage_uri: str
+    # the version's manifest and signature tags (pyfunc_models/integrity.py), for renders
+    # that carry them to where the files are loaded (kserve.py)
+    integrity: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def uri(self) -> str:
@@ -102,8 +107,10 @@ def resolve(client: "MlflowClient", reference: ModelReference) -> ResolvedModel:
     except (IntegrityError, OSError) as exc:
         raise ConfigError(f"{version.name}/{version.version} is refused: {exc}") from None
     storage = client.get_model_version_download_uri(version.name, version.version)
+    tags = version.tags or {}
     return ResolvedModel(version.name, str(version.version), reference.alias,
-                         version.run_id or "", storage)
+                         version.run_id or "", storage,
+                         tuple((k, tags[k]) for k in (MANIFEST_TAG, SIGNATURE_TAG) if k in tags))
 
 
 def models_with_alias(client: "MlflowClient", alias: str) -> List[ModelReference]:

@@ -24,12 +24,27 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
+from mlplatform.pyfunc_models.integrity import (
+    MANIFEST_ENV,
+    MANIFEST_TAG,
+    SIGNATURE_ENV,
+    SIGNATURE_TAG,
+)
+
 from .generator import RUNTIME, ResolvedModel
+
+ENV_OF_TAG = {MANIFEST_TAG: MANIFEST_ENV, SIGNATURE_TAG: SIGNATURE_ENV}
 
 PART_OF = {"app.kubernetes.io/part-of": "mlplatform"}
 MODELS_DIR = "/mnt/models"    # where KServe's storage initializer puts storageUri
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8080, 9000, 8082
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Every pod and container (docs/security.md): non-root, no privilege escalation, no
+# capabilities, the runtime's default seccomp profile, a read-only root filesystem (/tmp is
+# an emptyDir), and no service-account token (nothing here calls the Kubernetes API).
+POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                      "capabilities": {"drop": ["ALL"]}}
 # KServe (Knative) names the predictor's hostname after the InferenceService: keep it
 # short enough for every generated name (<name>-predictor-...) to stay under 63.
 MAX_NAME = 45
@@ -46,6 +61,9 @@ class KServeOptions:
     runtime: str = "mlplatform-mlserver"
     service_account: str = "mlplatform-models"
     s3_secret: str = "mlplatform-s3"      # kubectl create secret ... (docs/kubernetes.md)
+    # the gateway's MLflow account (MLFLOW_TRACKING_USERNAME / _PASSWORD): MLflow runs with
+    # authentication (infra/k8s/base/mlflow.yaml); a read-only account serves
+    mlflow_secret: str = "mlplatform-gateway-mlflow"
     min_replicas: int = 1
     max_replicas: int = 3
     cpu: str = "1"
@@ -109,11 +127,14 @@ def serving_runtime(options: KServeOptions) -> Dict[str, Any]:
                              "MLSERVER_METRICS_PORT": str(METRICS_PORT),
                              "MLSERVER_LOAD_MODELS_AT_STARTUP": "true"}),
                 "ports": [{"containerPort": HTTP_PORT, "protocol": "TCP"}],
-                "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
-                                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+                "securityContext": {**CONTAINER_SECURITY, "privileged": False,
+                                    "runAsNonRoot": True,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                 "resources": {"requests": {"cpu": options.cpu, "memory": options.memory},
                               "limits": {"cpu": options.cpu, "memory": options.memory}},
             }],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
         },
     }
 
@@ -123,7 +144,8 @@ def service_account(options: KServeOptions) -> Dict[str, Any]:
     service account (with the ``serving.kserve.io/s3-*`` annotations on the Secret)."""
     return {"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": _metadata(options.service_account, options),
-            "secrets": [{"name": options.s3_secret}]}
+            "secrets": [{"name": options.s3_secret}],
+            "automountServiceAccountToken": False}
 
 
 def inference_service(model: ResolvedModel, storage_uri: str,
@@ -141,12 +163,17 @@ def inference_service(model: ResolvedModel, storage_uri: str,
         "spec": {"predictor": {
             "minReplicas": options.min_replicas, "maxReplicas": options.max_replicas,
             "serviceAccountName": options.service_account,
+            "automountServiceAccountToken": False,
+            "securityContext": POD_SECURITY,
             "model": {
                 "modelFormat": {"name": "mlflow", "version": "3"},
                 "runtime": options.runtime, "protocolVersion": "v2",
                 "storageUri": storage_uri,
+                # the version's manifest (and signature): the runtime checks the files the
+                # storage initializer pulled before loading them (pyfunc_models/integrity.py)
                 "env": _env({"MLSERVER_MODEL_NAME": model.name,
-                             "MLSERVER_MODEL_VERSION": model.version}),
+                             "MLSERVER_MODEL_VERSION": model.version,
+                             **{ENV_OF_TAG[tag]: value for tag, value in model.integrity}}),
                 "resources": {"requests": dict(resources), "limits": dict(resources)},
             },
         }},
@@ -159,7 +186,8 @@ def predictor_url(model: ResolvedModel, options: KServeOptions) -> str:
 
 def gateway_deployment(model: ResolvedModel, options: KServeOptions) -> Dict[str, Any]:
     name = f"{object_name(model.name)}-gateway"
-    labels = {"app.kubernetes.io/name": name, "mlplatform/model": model.name}
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "gateway",
+              "mlplatform/model": model.name}
     env = _env({
         "MLPLATFORM_GATEWAY_MLSERVER_URL": predictor_url(model, options),
         "MLPLATFORM_GATEWAY_TRACKING_URI": options.tracking_uri,
@@ -185,21 +213,26 @@ def gateway_deployment(model: ResolvedModel, options: KServeOptions) -> Dict[str
                                              "prometheus.io/port": str(HTTP_PORT),
                                              "prometheus.io/path": "/metrics"}},
                 "spec": {
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                    "automountServiceAccountToken": False,
+                    "securityContext": {**POD_SECURITY, "runAsUser": 10001, "runAsGroup": 10001},
                     "containers": [{
                         "name": "gateway", "image": options.image,
                         "command": ["uvicorn", "mlplatform.gateway.app:app", "--host",
                                     "0.0.0.0", "--port", str(HTTP_PORT), "--no-access-log"],
                         "env": env,
+                        "envFrom": [{"secretRef": {"name": options.mlflow_secret}}],
                         "ports": [{"name": "http", "containerPort": HTTP_PORT}],
                         "readinessProbe": {**probe, "httpGet": {"path": "/ready",
                                                                 "port": HTTP_PORT}},
                         "livenessProbe": probe,
+                        "securityContext": CONTAINER_SECURITY,
                         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
                                       "limits": {"cpu": "1", "memory": "1Gi"}},
-                        "volumeMounts": [{"name": "state", "mountPath": "/var/lib/mlplatform"}],
+                        "volumeMounts": [{"name": "state", "mountPath": "/var/lib/mlplatform"},
+                                         {"name": "tmp", "mountPath": "/tmp"}],
                     }],
-                    "volumes": [{"name": "state", "emptyDir": {}}],
+                    "volumes": [{"name": "state", "emptyDir": {}},
+                                {"name": "tmp", "emptyDir": {}}],
                 },
             },
         },

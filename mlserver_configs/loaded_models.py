@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -22,6 +23,10 @@ from typing import Dict, Optional, Tuple
 import mlflow
 
 from mlplatform.pyfunc_models.integrity import (
+    MANIFEST_ENV,
+    MANIFEST_TAG,
+    SIGNATURE_ENV,
+    SIGNATURE_TAG,
     VERIFY_KEY_ENV,
     IntegrityError,
     check_record,
@@ -43,15 +48,25 @@ class _Shared:
     folder: Optional[str] = None  # the verified copy it was loaded from
 
 
-def load_verified(model_uri: str) -> Tuple[object, Optional[str]]:
+def load_verified(model_uri: str, name: str = "", version: str = ""
+                  ) -> Tuple[object, Optional[str]]:
     """(the pyfunc, the folder of its verified copy); IntegrityError, nothing loaded, when
-    a file differs from the version's manifest or the signature a key requires fails."""
+    a file differs from the version's manifest or the signature a key requires fails.
+
+    A local folder (a KServe predictor's /mnt/models) is checked against the manifest its
+    render put in MANIFEST_ENV, as the registered ``name``/``version`` MLServer serves."""
     key = key_from_env(VERIFY_KEY_ENV)
     pinned = _PINNED_VERSION.match(model_uri)
     if pinned is None:
-        if key is not None:
-            raise IntegrityError(f"{model_uri} is not a registered version (models:/NAME/N): "
-                                 f"it cannot be verified, and {VERIFY_KEY_ENV} is set")
+        rendered = os.environ.get(MANIFEST_ENV)
+        if rendered and Path(model_uri).is_dir():
+            tags = {MANIFEST_TAG: rendered, SIGNATURE_TAG: os.environ.get(SIGNATURE_ENV, "")}
+            verify_files(Path(model_uri), check_record(name, version, tags, key),
+                         f"{name}/{version}")
+        elif key is not None:
+            raise IntegrityError(f"{model_uri} is neither a registered version (models:/NAME/N) "
+                                 f"nor a folder with a rendered manifest ({MANIFEST_ENV}): it "
+                                 f"cannot be verified, and {VERIFY_KEY_ENV} is set")
         return mlflow.pyfunc.load_model(model_uri), None
     name, version = pinned.groups()
     tags = mlflow.MlflowClient().get_model_version(name, version).tags or {}
@@ -72,10 +87,10 @@ def load_verified(model_uri: str) -> Tuple[object, Optional[str]]:
         raise
 
 
-async def _load(model_uri: str) -> Tuple[object, Optional[str]]:
+async def _load(model_uri: str, name: str, version: str) -> Tuple[object, Optional[str]]:
     # Operators (and tests) count these lines: one per real load.
     logger.info(f"Loading {model_uri} in a worker thread")
-    return await asyncio.to_thread(load_verified, model_uri)
+    return await asyncio.to_thread(load_verified, model_uri, name, version)
 
 
 class LoadedModels:
@@ -91,13 +106,15 @@ class LoadedModels:
         # derives from the model (inputs, outputs) are set on each runtime by itself.
         return model_uri if _PINNED_VERSION.match(model_uri) else None
 
-    async def acquire(self, key: Optional[str], model_uri: str):
+    async def acquire(self, key: Optional[str], model_uri: str, name: str = "",
+                      version: str = ""):
+        """The loaded pyfunc of ``model_uri``, served as ``name``/``version``."""
         if key is None:
-            return (await _load(model_uri))[0]
+            return (await _load(model_uri, name, version))[0]
         async with self._loading.setdefault(key, asyncio.Lock()):
             shared = self._models.get(key)
             if shared is None:
-                model, folder = await _load(model_uri)
+                model, folder = await _load(model_uri, name, version)
                 shared = self._models[key] = _Shared(model, 0, folder)
             else:
                 logger.info(f"Reusing the loaded {model_uri} (not loading it again)")

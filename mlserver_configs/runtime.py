@@ -41,7 +41,8 @@ class ThreadLoadingMLflowRuntime(MLflowRuntime):
         model_uri = await get_model_uri(self._settings)
         key = LOADED.key(model_uri)
         try:
-            self._model = await LOADED.acquire(key, model_uri)
+            self._model = await LOADED.acquire(key, model_uri, self._settings.name,
+                                               str(self._settings.parameters.version or ""))
         except Exception as exc:
             # MLServer answers a failed load with a bare "Internal Server Error"; its
             # own error type reaches the caller of the repository API with the reason.

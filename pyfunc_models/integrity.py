@@ -27,9 +27,16 @@ from typing import Dict, Mapping, Optional
 
 MANIFEST_TAG = "mlplatform.manifest"            # {"sha256": {"<relative path>": "<hex>"}}
 SIGNATURE_TAG = "mlplatform.manifest.signature"  # "<scheme>:<base64>"
+# Where the files are not loaded through the registry (a KServe predictor loads the folder
+# its storage initializer filled), the render carries the two tags in these variables.
+MANIFEST_ENV = "MLPLATFORM_MANIFEST"
+SIGNATURE_ENV = "MLPLATFORM_MANIFEST_SIGNATURE"
 SIGNING_KEY_ENV = "MLPLATFORM_SIGNING_KEY_FILE"
 VERIFY_KEY_ENV = "MLPLATFORM_VERIFY_KEY_FILE"
 CHUNK = 1 << 20
+# Written by MLflow's client into every models:/ download (name and version, YAML), never
+# read from the store: not part of what was registered.
+CLIENT_SIDE = {"registered_model_meta"}
 
 
 MARKER = "integrity check failed"  # in every refusal's text: metrics count refusals by it
@@ -43,9 +50,11 @@ class IntegrityError(RuntimeError):
 
 
 def manifest_of(folder: Path) -> Dict[str, str]:
-    """sha256 of every file below ``folder``, by its POSIX path relative to it."""
+    """sha256 of every file below ``folder``, by its POSIX path relative to it (but the
+    files MLflow's client adds to a download)."""
     digests = {}
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()
+                       and p.relative_to(folder).as_posix() not in CLIENT_SIDE):
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
             while chunk := handle.read(CHUNK):

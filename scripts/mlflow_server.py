@@ -8,6 +8,13 @@ Everything ``mlflow server`` does still runs; only its last step, spawning the
 web server, becomes an ``exec`` of the very same command and environment.  With
 MLflow's job runner on (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true``) the command
 runs unchanged: the runner needs the parent.
+
+With ``--app-name basic-auth`` (compose, Kubernetes) MLflow's authentication app reads
+its settings from an ini file; ``auth_config`` writes one (no secret in it) from the
+environment: accounts in ``MLPLATFORM_MLFLOW_AUTH_DATABASE_URI``, a new account may
+read everything and change only what it made (``default_permission = READ``), the
+first admin's name and password from MLflow's own ``MLFLOW_AUTH_ADMIN_USERNAME`` /
+``MLFLOW_AUTH_ADMIN_PASSWORD`` (never a command line).
 """
 from __future__ import annotations
 
@@ -22,13 +29,45 @@ def _exec_instead(command: List[str], extra_env: Optional[Dict[str, str]] = None
     os.execve(command[0], command, {**os.environ, **(extra_env or {})})
 
 
+AUTH_DATABASE_ENV = "MLPLATFORM_MLFLOW_AUTH_DATABASE_URI"
+
+
+def auth_config(folder: str) -> str:
+    """The basic-auth app's ini file (in ``folder``), from the environment."""
+    database = os.environ.get(AUTH_DATABASE_ENV, "").strip()
+    if not database:
+        raise SystemExit(f"mlflow_server: --app-name basic-auth needs {AUTH_DATABASE_ENV} "
+                         "(where the accounts are kept, e.g. postgresql+psycopg://mlflow@db/"
+                         "mlflow_auth) and MLFLOW_AUTH_ADMIN_PASSWORD")
+    if not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
+        raise SystemExit("mlflow_server: --app-name basic-auth needs MLFLOW_AUTH_ADMIN_PASSWORD "
+                         "(the first admin account's password; from a secret)")
+    path = os.path.join(folder, "mlflow-auth.ini")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("[mlflow]\n"
+                     "default_permission = READ\n"
+                     f"database_uri = {database}\n"
+                     f"admin_username = {os.environ.get('MLFLOW_AUTH_ADMIN_USERNAME', 'admin')}\n"
+                     "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    return path
+
+
 def main() -> int:
+    import tempfile
+
     import mlflow.server
     from mlflow.cli import cli
 
+    arguments = sys.argv[1:]
+    if any(a in ("--app-name=basic-auth",) for a in arguments) or any(
+            a == "--app-name" and b == "basic-auth" for a, b in zip(arguments, arguments[1:])):
+        if not os.environ.get("MLFLOW_AUTH_CONFIG_PATH"):
+            os.environ["MLFLOW_AUTH_CONFIG_PATH"] = auth_config(
+                tempfile.mkdtemp(prefix="mlflow-auth-"))
     if os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "").lower() not in ("true", "1"):
         mlflow.server._exec_cmd = _exec_instead
-    return cli.main(args=["server", *sys.argv[1:]], prog_name="mlflow")
+    return cli.main(args=["server", *arguments], prog_name="mlflow")
 
 
 if __name__ == "__main__":

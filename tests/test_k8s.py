@@ -7,6 +7,7 @@ them) -- and `kubectl kustomize` renders the overlays."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -179,9 +180,12 @@ def test_render_from_the_registry_and_re_render_after_a_deploy(served, tmp_path)
         "[2].metadata.annotations.mlplatform/run-id",
         "[2].spec.predictor.model.storageUri",
         "[2].spec.predictor.model.env[1].value",      # MLSERVER_MODEL_VERSION
+        "[2].spec.predictor.model.env[2].value",      # MLPLATFORM_MANIFEST (MLmodel differs)
     }
     assert set(changed) == version_fields, changed
     assert after[2]["spec"]["predictor"]["model"]["storageUri"] != storage
+    env = {e["name"]: e["value"] for e in after[2]["spec"]["predictor"]["model"]["env"]}
+    assert "MLmodel" in json.loads(env["MLPLATFORM_MANIFEST"])["sha256"]
 
 
 def _differences(left, right, path=""):
@@ -193,3 +197,98 @@ def _differences(left, right, path=""):
             yield from _differences(a, b, f"{path}[{index}]")
     elif left != right:
         yield path
+
+
+def _all_documents():
+    """Every object of both overlays and of a render."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is missing: `make test` installs Debian's kubernetes-client")
+    documents = list(render(MODEL, STORAGE, KServeOptions()))
+    for overlay in ("minio", "external-s3"):
+        result = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        documents += [d for d in yaml.safe_load_all(result.stdout) if d]
+    return documents
+
+
+def _pods(documents):
+    """(name, pod spec, containers) of every workload, the KServe ones included."""
+    for document in documents:
+        kind, name = document["kind"], document["metadata"]["name"]
+        if kind in ("Deployment", "StatefulSet", "Job"):
+            spec = document["spec"]["template"]["spec"]
+            yield f"{kind}/{name}", spec, spec["containers"]
+        elif kind == "InferenceService":
+            predictor = document["spec"]["predictor"]
+            yield f"{kind}/{name}", predictor, [predictor["model"]]
+        elif kind == "ServingRuntime":
+            yield f"{kind}/{name}", None, document["spec"]["containers"]
+
+
+@pytest.mark.unit
+def test_every_container_runs_restricted_and_without_an_api_token():
+    """Non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp, a read-only
+    root filesystem; no service-account token but where the API is read (Prometheus)."""
+    checked = 0
+    for where, pod, containers in _pods(_all_documents()):
+        pod_context = (pod or {}).get("securityContext", {})
+        if pod is not None:
+            reads_the_api = where == "Deployment/prometheus"
+            assert pod.get("automountServiceAccountToken") is reads_the_api, where
+        for container in containers:
+            context = container.get("securityContext", {})
+            if where.startswith("InferenceService"):  # its container is the runtime's
+                context = {**CONTAINER_SECURITY_OF_RUNTIME, **context}
+            assert context.get("allowPrivilegeEscalation") is False, where
+            assert context.get("capabilities") == {"drop": ["ALL"]}, where
+            assert context.get("readOnlyRootFilesystem") is True, where
+            assert True in (context.get("runAsNonRoot"), pod_context.get("runAsNonRoot")), where
+            seccomp = context.get("seccompProfile") or pod_context.get("seccompProfile")
+            assert seccomp == {"type": "RuntimeDefault"}, where
+            checked += 1
+    assert checked >= 9
+
+
+CONTAINER_SECURITY_OF_RUNTIME = render(MODEL, STORAGE, KServeOptions())[0]["spec"][
+    "containers"][0]["securityContext"]
+
+
+@pytest.mark.unit
+def test_mlflow_postgres_and_minio_are_reachable_only_from_whom_they_serve():
+    policies = {d["metadata"]["name"]: d["spec"] for d in _all_documents()
+                if d["kind"] == "NetworkPolicy"}
+    platform = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "mlplatform"}}}
+    assert policies["postgres"]["ingress"] == [
+        {"from": [platform], "ports": [{"protocol": "TCP", "port": 5432}]}]
+    assert platform in policies["mlflow"]["ingress"][0]["from"]
+    minio = policies["minio"]["ingress"][0]
+    assert platform not in minio["from"] and minio["ports"] == [{"protocol": "TCP",
+                                                                 "port": 9000}]
+    allowed = [p["podSelector"].get("matchLabels") for p in minio["from"]]
+    assert {"app.kubernetes.io/name": "mlflow"} in allowed
+    assert {"app.kubernetes.io/component": "gateway"} in allowed
+    gateway = render(MODEL, STORAGE, KServeOptions())[3]["spec"]["template"]["metadata"]
+    assert gateway["labels"]["app.kubernetes.io/component"] == "gateway"
+    for name in ("postgres", "mlflow", "minio", "prometheus"):
+        assert policies[name]["policyTypes"] == ["Ingress"]
+
+
+@pytest.mark.unit
+def test_no_password_or_key_is_on_a_command_line_or_in_a_manifest():
+    for where, _, containers in _pods(_all_documents()):
+        for container in containers:
+            words = " ".join(container.get("command", []) + container.get("args", []))
+            for secret in ("PASSWORD", "SECRET", "PGPASSWORD", "AWS_SECRET_ACCESS_KEY"):
+                assert secret not in words or "MC_HOST_local" in words, (where, words)
+            for variable in container.get("env", []):
+                if any(s in variable["name"] for s in ("PASSWORD", "SECRET")):
+                    assert "valueFrom" in variable, (where, variable["name"])
+    assert "Secret" not in {d["kind"] for d in _all_documents()}
+
+
+@pytest.mark.unit
+def test_the_database_roles_script_is_the_same_in_compose_and_kubernetes():
+    assert (K8S / "base" / "postgres" / "init-roles.sh").read_text() == (
+        ROOT / "infra" / "docker" / "postgres" / "init-roles.sh").read_text()

@@ -16,10 +16,13 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
         psql -v ON_ERROR_STOP=1 --username="$user" --dbname=postgres \
             -c "CREATE DATABASE \"$database\"" >/dev/null
     fi
-    for script in /docker-entrypoint-initdb.d/*.sql; do
-        [ -e "$script" ] || continue
-        echo "running $script"
-        psql -v ON_ERROR_STOP=1 --username="$user" --dbname="$database" -f "$script"
+    for script in /docker-entrypoint-initdb.d/*; do
+        case "$script" in
+            *.sql) echo "running $script"
+                   psql -v ON_ERROR_STOP=1 --username="$user" --dbname="$database" -f "$script" ;;
+            *.sh)  echo "running $script"
+                   POSTGRES_USER="$user" POSTGRES_DB="$database" sh "$script" ;;
+        esac
     done
     pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 fi

@@ -1,6 +1,6 @@
 # CI only (docker-compose.ci.yml): PostgreSQL 15 from Debian's package, standing in for the
 # official postgres:15 image, which cannot be pulled here. It honours the same interface:
-# POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB, /docker-entrypoint-initdb.d/*.sql on a
+# POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB, /docker-entrypoint-initdb.d/*.sql and *.sh on a
 # new data volume, data in /var/lib/postgresql/data, pg_isready for the health check.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
