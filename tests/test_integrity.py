@@ -210,3 +210,27 @@ def test_with_a_verify_key_only_signed_versions_deploy(served, tmp_path):
         refused.stderr
     assert requests.post(served.gateway_url + "/forward?model=echo", json={"a": 1},
                          timeout=30).json() == {"result": 2}  # still served as it was
+
+
+def test_a_predictor_checks_its_pulled_folder_against_its_manifest(tmp_path, monkeypatch):
+    """KServe's predictor loads /mnt/models, not models:/: the render carries the manifest
+    (MLPLATFORM_MANIFEST) and the runtime checks the folder before MLflow reads it."""
+    import mlflow
+
+    from mlplatform.mlserver_configs.loaded_models import load_verified
+    from mlplatform.pyfunc_models.echo import EchoModel
+
+    folder = tmp_path / "models"
+    mlflow.pyfunc.save_model(str(folder), python_model=EchoModel())
+    monkeypatch.setenv("MLPLATFORM_MANIFEST", manifest_tag(manifest_of(folder)))
+    model, copy = load_verified(str(folder), "echo", "7")
+    assert copy is None and model.metadata is not None
+    pickled = next(folder.glob("*.pkl"))
+    pickled.write_bytes(pickled.read_bytes() + b"\n")
+    with pytest.raises(IntegrityError, match=f"echo/7: file '{pickled.name}' was altered"):
+        load_verified(str(folder), "echo", "7")
+    monkeypatch.delenv("MLPLATFORM_MANIFEST")
+    _, verifier = _ed25519(tmp_path, "k")
+    monkeypatch.setenv("MLPLATFORM_VERIFY_KEY_FILE", str(verifier))
+    with pytest.raises(IntegrityError, match="cannot be verified"):
+        load_verified(str(folder), "echo", "7")
