@@ -137,7 +137,7 @@ def main() -> int:
     frame = generate_transactions(args.rows, seed=1)[list(FEATURES)]
     csv = frame.to_csv(index=False).encode()
     images.build_all(ci=True)
-    compose = ComposeProject()
+    compose = ComposeProject(public_predict=True)
     try:
         compose.up()
         compose.register("fraud")

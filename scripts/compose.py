@@ -14,8 +14,11 @@ from .processes import free_port
 
 PUBLISHED_PORTS = ("MLPLATFORM_GATEWAY_PORT", "MLFLOW_PORT", "MINIO_CONSOLE_PORT",
                    "PROMETHEUS_PORT", "GRAFANA_PORT", "JUPYTERHUB_PORT")
-SECRETS = ("MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-           "JUPYTERHUB_PASSWORD")
+SECRETS = ("MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD",
+           "GATEWAY_DB_PASSWORD", "FEATURES_DB_PASSWORD", "MLFLOW_ADMIN_PASSWORD",
+           "MLFLOW_GATEWAY_PASSWORD", "MLFLOW_MLSERVER_PASSWORD", "MLFLOW_JUPYTERHUB_PASSWORD",
+           "GRAFANA_ADMIN_PASSWORD", "JUPYTERHUB_PASSWORD")
+HUB_USERS = "ada,grace"
 
 
 def compose_files(ci: bool = True) -> List[str]:
@@ -24,8 +27,9 @@ def compose_files(ci: bool = True) -> List[str]:
 
 
 def environment(ports: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """What ``.env`` holds on a real host: generated secrets, the image, published ports."""
-    return {**os.environ, "MINIO_ROOT_USER": "mlplatform",
+    """What ``.env`` holds on a real host: generated secrets, the hub's users, the image,
+    published ports."""
+    return {**os.environ, "MINIO_ROOT_USER": "mlplatform", "JUPYTERHUB_USERS": HUB_USERS,
             **{name: secrets.token_urlsafe(16) for name in SECRETS},
             "MLPLATFORM_IMAGE": platform_image(), "MLPLATFORM_JUPYTERHUB_IMAGE": jupyterhub_image(),
             **(ports or {})}
@@ -36,11 +40,16 @@ class ComposeError(RuntimeError):
 
 
 class ComposeProject:
-    def __init__(self, project: Optional[str] = None, ci: bool = True):
+    """``public_predict``: open the gateway's predict routes (closed by default in compose;
+    the benchmarks open them to measure the path without token checks)."""
+
+    def __init__(self, project: Optional[str] = None, ci: bool = True,
+                 public_predict: bool = False):
         self.project = project or f"mlplatform-{secrets.token_hex(4)}"
         self.files = compose_files(ci)
         self.ports = {name: str(free_port()) for name in PUBLISHED_PORTS}
         self.env = environment(self.ports)
+        self.env["MLPLATFORM_GATEWAY_PUBLIC_PREDICT"] = str(public_predict).lower()
 
     def run(self, *arguments: str, check: bool = True,
             timeout: float = 600) -> subprocess.CompletedProcess:
@@ -76,6 +85,12 @@ class ComposeProject:
         return self.run("exec", "-T", "gateway", "mlplatform", "deploy", *models,
                         "--mlserver-url", "http://mlserver:8080", "--repository", "/srv/models",
                         "--target", "compose", "--tracking-uri", "http://mlflow:5000").stdout
+
+    def token(self, group: str, *scopes: str) -> str:
+        """A gateway token (``mlplatform token create`` inside the gateway container)."""
+        flags = [argument for scope in scopes for argument in ("--scope", scope)]
+        return self.run("exec", "-T", "gateway", "mlplatform", "token", "create", "--group",
+                        group, *flags).stdout.strip().splitlines()[-1]
 
     def logs(self, lines: int = 60) -> str:
         return self.run("logs", "--no-color", "--tail", str(lines), check=False).stdout[-12000:]

@@ -61,8 +61,11 @@ def _exec(command: List[str], env: Optional[Dict[str, str]] = None) -> None:
 
 
 def mlflow() -> None:
-    """The tracking server: backend store from MLPLATFORM_MLFLOW_BACKEND_STORE_URI,
-    artifacts proxied to the S3 bucket (created when missing, as ``mlplatform up`` does)."""
+    """The tracking server: backend store from MLPLATFORM_MLFLOW_BACKEND_STORE_URI (handed
+    to MLflow in its environment, never on its command line; a PostgreSQL password comes
+    from PGPASSWORD), artifacts proxied to the S3 bucket (created when missing, as
+    ``mlplatform up`` does).  With MLFLOW_AUTH_ADMIN_PASSWORD set, MLflow's basic-auth app
+    is on and the platform's accounts are made first (scripts/mlflow_server.py)."""
     from .s3 import ensure_bucket
 
     settings = load_settings()
@@ -73,12 +76,13 @@ def mlflow() -> None:
     backend = os.environ.get("MLPLATFORM_MLFLOW_BACKEND_STORE_URI",
                              f"sqlite:///{settings.state_path / 'mlflow.db'}")
     _announce_health(f"http://127.0.0.1:{MLFLOW_PORT}/health")
-    _exec([sys.executable, "-m", "mlplatform.scripts.mlflow_server",
-           "--backend-store-uri", backend,
+    authentication = (["--app-name", "basic-auth"]
+                      if os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD") else [])
+    _exec([sys.executable, "-m", "mlplatform.scripts.mlflow_server", *authentication,
            "--serve-artifacts", "--artifacts-destination", settings.artifacts_destination,
            "--host", "0.0.0.0", "--port", str(MLFLOW_PORT),
            "--workers", str(settings.mlflow_workers)],
-          env={**settings.s3_environment(),
+          env={**settings.s3_environment(), "MLFLOW_BACKEND_STORE_URI": backend,
                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": str(settings.mlflow_jobs).lower()})
 
 
@@ -185,12 +189,17 @@ HUB_PORT = 6000
 
 def jupyterhub() -> None:
     """The hub of infra/jupyterhub (image infra/docker/jupyterhub.Dockerfile): the shared
-    password from MLPLATFORM_JUPYTERHUB_PASSWORD, notebooks given the platform's addresses
-    (MLFLOW_TRACKING_URI, MLPLATFORM_MLSERVER_URL, MLPLATFORM_GATEWAY_URL, S3)."""
-    from .jupyterhub import NO_PASSWORD
+    password from MLPLATFORM_JUPYTERHUB_PASSWORD, the users from MLPLATFORM_JUPYTERHUB_USERS
+    (required), notebooks given the platform's addresses (MLFLOW_TRACKING_URI,
+    MLPLATFORM_MLSERVER_URL, MLPLATFORM_GATEWAY_URL; no S3 keys)."""
+    from .jupyterhub import NO_PASSWORD, HubSetupError, check_users
 
     if not os.environ.get("MLPLATFORM_JUPYTERHUB_PASSWORD"):
         raise RoleError(NO_PASSWORD)
+    try:
+        check_users(os.environ.get("MLPLATFORM_JUPYTERHUB_USERS", ""))
+    except HubSetupError as exc:
+        raise RoleError(str(exc)) from None
     config = os.environ.get("MLPLATFORM_JUPYTERHUB_CONFIG", "")
     if not Path(config).is_file():
         raise RoleError("the jupyterhub role runs the image built from "
@@ -203,8 +212,7 @@ def jupyterhub() -> None:
     port = os.environ.get("MLPLATFORM_JUPYTERHUB_PORT", str(HUB_PORT))
     _announce_health(f"http://127.0.0.1:{port}/hub/health")
     _exec(["jupyterhub", "-f", config],
-          env={**defaults, **{k: v for k, v in os.environ.items() if k in defaults},
-               **settings.s3_environment()})
+          env={**defaults, **{k: v for k, v in os.environ.items() if k in defaults}})
 
 
 ROLES = {"mlflow": mlflow, "mlserver": mlserver, "gateway": gateway, "jupyterhub": jupyterhub}

@@ -3,10 +3,11 @@
 The hub runs ``infra/jupyterhub/jupyterhub_config.py`` with everything it needs in its
 environment: where it listens, the shared password, its state folder under the stack's,
 the proxy installed by ``make`` into ``infra/jupyterhub/node_modules``, and the
-addresses every spawned notebook server gets (MLflow, S3, MLServer, the gateway).
+addresses every spawned notebook server gets (MLflow, MLServer, the gateway).
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +20,23 @@ HUB_FOLDER = SOURCE_ROOT / "infra" / "jupyterhub"
 CONFIG = HUB_FOLDER / "jupyterhub_config.py"
 PROXY = HUB_FOLDER / "node_modules" / ".bin" / "configurable-http-proxy"
 HEALTH_PATH = "/hub/health"
+
+NO_USERS = (
+    "JupyterHub needs an explicit list of users, each a lower-case account name: set "
+    "MLPLATFORM_JUPYTERHUB_USERS=alice,bob in the environment or in .env (in compose: "
+    "JUPYTERHUB_USERS in .env)")
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+RESERVED = {"root", "admin", "gateway", "mlserver", "jupyterhub"}  # the platform's accounts
+
+
+def check_users(users: str) -> None:
+    """The hub's allowed users: a non-empty list of account names (HubSetupError)."""
+    names = [name.strip() for name in users.split(",") if name.strip()]
+    wrong = [name for name in names if not USER_NAME.fullmatch(name) or name in RESERVED]
+    if not names or wrong:
+        raise HubSetupError(NO_USERS + (f" (not a user's account name: {', '.join(wrong)})"
+                                        if wrong else ""))
+
 
 NO_PASSWORD = (
     "JupyterHub needs a shared password: set MLPLATFORM_JUPYTERHUB_PASSWORD in the "
@@ -56,6 +74,7 @@ def environment(settings: PlatformSettings, *, mlflow_url: str, mlserver_url: st
     """The hub's environment; the spawned servers get the platform's part of it."""
     if settings.jupyterhub_password is None or not settings.jupyterhub_password.get_secret_value():
         raise HubSetupError(NO_PASSWORD)
+    check_users(settings.jupyterhub_users)
     bin_dir = str(Path(sys.executable).parent)
     path = settings.child_environment().get("PATH", "")
     return settings.child_environment(
@@ -69,7 +88,7 @@ def environment(settings: PlatformSettings, *, mlflow_url: str, mlserver_url: st
         MLPLATFORM_JUPYTERHUB_PROXY=proxy_executable(),
         MLPLATFORM_JUPYTERHUB_SINGLEUSER=str(Path(bin_dir) / "jupyterhub-singleuser"),
         MLPLATFORM_JUPYTERHUB_NOTEBOOKS=str(SOURCE_ROOT / "notebooks"),
-        # what the notebooks read (and MLflow's and boto3's own variables, from S3 settings)
+        # what the notebooks read (no S3 keys: artifacts travel through MLflow's proxy)
         MLFLOW_TRACKING_URI=mlflow_url,
         MLPLATFORM_MLSERVER_URL=mlserver_url,
         MLPLATFORM_GATEWAY_URL=gateway_url,

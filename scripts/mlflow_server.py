@@ -14,7 +14,10 @@ its settings from an ini file; ``auth_config`` writes one (no secret in it) from
 environment: accounts in ``MLPLATFORM_MLFLOW_AUTH_DATABASE_URI``, a new account may
 read everything and change only what it made (``default_permission = READ``), the
 first admin's name and password from MLflow's own ``MLFLOW_AUTH_ADMIN_USERNAME`` /
-``MLFLOW_AUTH_ADMIN_PASSWORD`` (never a command line).
+``MLFLOW_AUTH_ADMIN_PASSWORD`` (never a command line).  The platform's own components
+get accounts of their own before the server starts (``seed_accounts``):
+``MLPLATFORM_MLFLOW_ACCOUNTS=gateway=admin,mlserver=reader`` with each password in
+``MLPLATFORM_MLFLOW_PASSWORD_<NAME>`` -- a reader can read every model and change none.
 """
 from __future__ import annotations
 
@@ -53,6 +56,48 @@ def auth_config(folder: str) -> str:
     return path
 
 
+ACCOUNTS_ENV = "MLPLATFORM_MLFLOW_ACCOUNTS"
+ROLES = {"admin": True, "reader": False}
+
+
+def accounts_wanted() -> List[tuple]:
+    """(name, is_admin, password) of MLPLATFORM_MLFLOW_ACCOUNTS, each password from its
+    own variable; SystemExit naming what is missing."""
+    wanted = []
+    for item in filter(None, (part.strip() for part in
+                              os.environ.get(ACCOUNTS_ENV, "").split(","))):
+        name, _, role = item.partition("=")
+        if role not in ROLES or not name.isidentifier():
+            raise SystemExit(f"mlflow_server: {ACCOUNTS_ENV}: {item!r} is not NAME=admin or "
+                             "NAME=reader")
+        variable = f"MLPLATFORM_MLFLOW_PASSWORD_{name.upper()}"
+        password = os.environ.get(variable, "")
+        if len(password) < 12:
+            raise SystemExit(f"mlflow_server: account {name!r} needs {variable} (12 characters "
+                             "or more; from a secret)")
+        wanted.append((name, ROLES[role], password))
+    return wanted
+
+
+def seed_accounts(database: str) -> None:
+    """Create (or bring up to date) the platform's accounts in the auth database: the
+    same store and password hashing as MLflow's own user API."""
+    wanted = accounts_wanted()
+    if not wanted:
+        return
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(database)
+    for name, is_admin, password in wanted:
+        if store.has_user(name):
+            store.update_user(name, password=password, is_admin=is_admin)
+        else:
+            store.create_user(name, password, is_admin=is_admin)
+        print(f"mlflow_server: account {name} ({'admin' if is_admin else 'reader'}) ready",
+              file=sys.stderr)
+
+
 def main() -> int:
     import tempfile
 
@@ -65,6 +110,8 @@ def main() -> int:
         if not os.environ.get("MLFLOW_AUTH_CONFIG_PATH"):
             os.environ["MLFLOW_AUTH_CONFIG_PATH"] = auth_config(
                 tempfile.mkdtemp(prefix="mlflow-auth-"))
+        if os.environ.get(AUTH_DATABASE_ENV):
+            seed_accounts(os.environ[AUTH_DATABASE_ENV])
     if os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "").lower() not in ("true", "1"):
         mlflow.server._exec_cmd = _exec_instead
     return cli.main(args=["server", *arguments], prog_name="mlflow")

@@ -64,7 +64,7 @@ class PlatformSettings(BaseSettings):
     jupyterhub_proxy_api_port: int = 6001
     jupyterhub_hub_port: int = 6002  # the hub's own API, reached through the proxy
     jupyterhub_password: Optional[SecretStr] = None
-    jupyterhub_users: str = ""  # who may log in, comma-separated; empty: anyone with the password
+    jupyterhub_users: str = ""  # who may log in, comma-separated (required by `up --jupyterhub`)
 
     # Prometheus (`mlplatform up --monitoring`), scraping the gateway and MLServer.
     prometheus_port: int = 9090

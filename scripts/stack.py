@@ -130,6 +130,7 @@ def up(settings: PlatformSettings, report: Report = print,
             jupyterhub.proxy_executable()
             if settings.jupyterhub_password is None:
                 raise jupyterhub.HubSetupError(jupyterhub.NO_PASSWORD)
+            jupyterhub.check_users(settings.jupyterhub_users)
         except jupyterhub.HubSetupError as exc:
             raise StackError(str(exc)) from None
     if with_monitoring:

@@ -30,6 +30,7 @@ from tests.support import BIN
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILES = compose.compose_files(ci=True)
 PUBLISHED = {"gateway", "mlflow", "minio", "prometheus", "grafana", "jupyterhub"}  # API, UIs, hub
+BEYOND_THIS_HOST = {"gateway", "jupyterhub"}  # the UIs are published on 127.0.0.1 only
 PLATFORM_ROLES = {"mlflow", "mlserver", "gateway"}
 
 
@@ -65,7 +66,8 @@ def test_compose_file_publishes_only_the_gateway_and_the_uis_and_keeps_secrets_i
     assert {name for name, service in services.items() if service.get("ports")} == PUBLISHED
     for name, service in services.items():
         for port in service.get("ports", []):
-            assert port.startswith("${"), f"{name}: published port {port} is not configurable"
+            local = "" if name in BEYOND_THIS_HOST else "127.0.0.1:"
+            assert port.startswith(local + "${"), f"{name}: published port {port}"
         for dependency, rule in service.get("depends_on", {}).items():
             assert rule == {"condition": "service_healthy"}, (name, dependency)
             target = services[dependency]
@@ -80,6 +82,17 @@ def test_compose_file_publishes_only_the_gateway_and_the_uis_and_keeps_secrets_i
         assert f"${{{secret}:?" in text, f"{secret} must come from .env, required"
     dockerfile = (ROOT / "infra" / "docker" / "Dockerfile").read_text()
     assert "\nUSER mlplatform" in dockerfile and "\nHEALTHCHECK " in dockerfile
+    gateway = services["gateway"]["environment"]
+    assert gateway["MLPLATFORM_GATEWAY_PUBLIC_PREDICT"] == "${MLPLATFORM_GATEWAY_PUBLIC_PREDICT:-false}"
+    # S3 keys only where they are needed; no password inside a command
+    for name, service in services.items():
+        holds_keys = "AWS_SECRET_ACCESS_KEY" in (service.get("environment") or {})
+        assert holds_keys == (name in {"mlflow", "gateway"}), name
+        assert "PASSWORD" not in " ".join(map(str, service.get("command") or [])), name
+    assert "--app-name" not in text  # basic-auth is switched on by the role (container.py)
+    assert services["mlflow"]["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith(
+        "${MLFLOW_ADMIN_PASSWORD:?")
+    assert "localhost:*" not in services["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"]
 
 
 def test_docker_compose_config_accepts_the_files_and_refuses_a_missing_secret():
@@ -111,6 +124,18 @@ def test_a_role_without_its_configuration_says_which_variable_to_set(
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("users, shown", [("", "set MLPLATFORM_JUPYTERHUB_USERS=alice,bob"),
+                                          ("ada,root", "not a user's account name: root")])
+def test_the_hub_role_refuses_to_start_without_an_explicit_list_of_users(tmp_path, users, shown):
+    env = {**{key: value for key, value in os.environ.items()
+              if not key.startswith(("MLPLATFORM_", "MLFLOW_", "AWS_"))},
+           "MLPLATFORM_JUPYTERHUB_PASSWORD": "a-password", "MLPLATFORM_JUPYTERHUB_USERS": users}
+    result = subprocess.run([str(BIN / "mlplatform"), "container", "jupyterhub"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and shown in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_health_check_reports_unhealthy_until_a_role_announced_itself(tmp_path):
@@ -174,12 +199,39 @@ def wait_for(check, what: str, stack: ComposeProject, timeout: float = 180):
     raise AssertionError(f"{what} within {timeout:.0f}s; logs:\n{stack.logs()}")
 
 
-def forward_echo(stack: ComposeProject):
-    answer = requests.post(stack.gateway_url + "/forward", json={"a": 21}, timeout=30)
+@pytest.fixture(scope="module")
+def predict_token(compose_stack):
+    return compose_stack.token("tests", "predict")
+
+
+def forward_echo(stack: ComposeProject, token: str):
+    answer = requests.post(stack.gateway_url + "/forward", json={"a": 21}, timeout=30,
+                           headers={"Authorization": f"Bearer {token}"})
     return answer if answer.status_code == 200 else None
 
 
-def test_compose_stack_registers_serves_and_answers_through_the_gateway(compose_stack):
+def test_compose_mlflow_refuses_strangers_and_serves_each_component_its_account(compose_stack):
+    """Published on 127.0.0.1 only, and even there every call needs an account; MLServer's
+    account reads models and can change none."""
+    stack = compose_stack
+    api = stack.url("MLFLOW_PORT", "/api/2.0/mlflow/registered-models/search")
+    wait_for(lambda: requests.get(stack.url("MLFLOW_PORT", "/health"), timeout=10).ok,
+             "MLflow answered", stack)
+    assert requests.get(api, timeout=30).status_code == 401
+    assert requests.get(api, auth=("admin", "wrong-password"), timeout=30).status_code == 401
+    admin = ("admin", stack.env["MLFLOW_ADMIN_PASSWORD"])
+    assert requests.get(api, auth=admin, timeout=30).status_code == 200
+    reader = ("mlserver", stack.env["MLFLOW_MLSERVER_PASSWORD"])
+    assert requests.get(api, auth=reader, timeout=30).status_code == 200
+    created = requests.post(stack.url("MLFLOW_PORT", "/api/2.0/mlflow/registered-models/create"),
+                            json={"name": "planted"}, auth=reader, timeout=30)
+    assert created.status_code == 403, created.text
+    published = stack.run("port", "mlflow", "5000").stdout.strip()
+    assert published.startswith("127.0.0.1:"), published
+
+
+def test_compose_stack_registers_serves_and_answers_through_the_gateway(compose_stack,
+                                                                        predict_token):
     stack = compose_stack
     health = requests.get(stack.gateway_url + "/health", timeout=10)
     assert health.status_code == 200, health.text
@@ -187,13 +239,16 @@ def test_compose_stack_registers_serves_and_answers_through_the_gateway(compose_
     stack.register("echo")
     deployed = stack.deploy(["echo@champion"])
     assert "echo/1: " in deployed, deployed
-    answer = wait_for(lambda: forward_echo(stack), "/forward answered", stack)
+    # predict routes are closed in compose: a token with the predict scope
+    closed = requests.post(stack.gateway_url + "/forward", json={"a": 21}, timeout=30)
+    assert closed.status_code == 401, closed.text
+    answer = wait_for(lambda: forward_echo(stack, predict_token), "/forward answered", stack)
     assert answer.headers["X-Model-Name"] == "echo" and answer.headers["X-Model-Version"] == "1"
     assert answer.json() == {"result": 42}
     # the artifacts live in S3, not in the image: a new MLServer container pulls them again
     stack.run("restart", "mlserver")
-    answer = wait_for(lambda: forward_echo(stack), "/forward answered after MLServer restarted",
-                      stack)
+    answer = wait_for(lambda: forward_echo(stack, predict_token),
+                      "/forward answered after MLServer restarted", stack)
     assert answer.headers["X-Model-Version"] == "1"
     # what MLServer read: a models:/ URI, resolved through MLflow (no path into the image)
     settings = stack.run("exec", "-T", "mlserver", "cat",
@@ -214,30 +269,43 @@ def test_compose_prometheus_scrapes_the_gateway_and_mlserver(compose_stack):
 
 
 HUB_KERNEL_CODE = """
-import os, requests
-answer = requests.post(os.environ["MLPLATFORM_GATEWAY_URL"] + "/forward", json={"a": 5}, timeout=30)
+import os, pwd, requests
+from mlflow import MlflowClient
+answer = requests.post(os.environ["MLPLATFORM_GATEWAY_URL"] + "/forward", json={"a": 5}, timeout=30,
+                       headers={"Authorization": "Bearer TOKEN"})
 print("gateway", answer.status_code, answer.json())
 print("mlflow", requests.get(os.environ["MLFLOW_TRACKING_URI"] + "/health", timeout=30).status_code)
+print("models", [m.name for m in MlflowClient().search_registered_models()])
+print("account", os.environ["MLFLOW_TRACKING_USERNAME"])
+print("os user", pwd.getpwuid(os.getuid()).pw_name, os.getuid() != 0)
+print("S3 keys", sorted(k for k in os.environ if k.startswith("AWS_")))
+print("hub secret readable", os.access("/var/lib/mlplatform/jupyterhub/cookie_secret", os.R_OK))
 print("notebooks", sorted(name for name in os.listdir(".") if name.endswith(".ipynb"))[:1])
 """
 
 
-def test_compose_jupyterhub_notebooks_reach_the_platform_by_service_name(compose_stack):
+def test_compose_jupyterhub_notebooks_reach_the_platform_by_service_name(compose_stack,
+                                                                         predict_token):
     hub = compose_stack.url("JUPYTERHUB_PORT")
     wait_for(lambda: requests.get(hub + "/hub/health", timeout=10).status_code == 200,
              "JupyterHub answered", compose_stack)
     assert not HubUser(hub, "ada").login("wrong-password")
+    assert not HubUser(hub, "mallory").login(compose_stack.env["JUPYTERHUB_PASSWORD"])
     user = HubUser(hub, "ada")
     assert user.login(compose_stack.env["JUPYTERHUB_PASSWORD"])
     user.create_token()
     server = user.spawn()
     try:
-        status, lines = run_in_kernel(server, user.token, HUB_KERNEL_CODE)
+        status, lines = run_in_kernel(server, user.token,
+                                      HUB_KERNEL_CODE.replace("TOKEN", predict_token))
     finally:
         user.stop_server()
     assert status == "ok", lines
     assert "gateway 200 {'result': 10}" in lines, lines   # echo, deployed by the test above
     assert "mlflow 200" in lines and "notebooks ['01-train-and-register.ipynb']" in lines, lines
+    assert "models ['echo']" in lines and "account ada" in lines, lines  # her own account
+    assert "os user ada True" in lines and "S3 keys []" in lines, lines  # never root, no keys
+    assert "hub secret readable False" in lines, lines
 
 
 def test_compose_down_removes_every_container_volume_and_network(compose_stack):

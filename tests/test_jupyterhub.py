@@ -16,17 +16,17 @@ PASSWORD = "hub-test-password"  # a throw-away hub's, given through the environm
 USER = "alice"
 
 KERNEL_CODE = r'''
-import os, boto3, requests
+import os, requests
+import mlflow
 from mlplatform.client.mlserver import create_request_to_mlserver_model, decode_answer
 from mlplatform.pyfunc_models.registration import register
 
+print("S3 keys:", sorted(k for k in os.environ if k.startswith("AWS_")))
 registration = register("echo", os.environ["MLFLOW_TRACKING_URI"], alias="hub_test", force=True)
 print("registered echo version", registration.version)
-model_id = registration.artifact_uri.split("/models/")[1].split("/")[0]
-s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
-keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
-    Bucket=os.environ["MLPLATFORM_S3_BUCKET"]) for o in page.get("Contents", [])]
-print("MLmodel in S3:", any(k.endswith(f"/models/{model_id}/artifacts/MLmodel") for k in keys))
+listed = mlflow.artifacts.list_artifacts(artifact_uri=registration.model_uri,
+                                         tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+print("MLmodel through MLflow:", "MLmodel" in [item.path for item in listed])
 answer = requests.post(os.environ["MLPLATFORM_MLSERVER_URL"] + "/v2/models/echo/infer",
                        json=create_request_to_mlserver_model({"a": 21}, "echo"), timeout=60)
 print("MLServer:", decode_answer(answer))
@@ -62,6 +62,16 @@ def test_without_a_password_the_hub_does_not_start(served):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("users", ["", " , ", "Alice", "bob;rm"])
+def test_without_an_explicit_list_of_users_the_hub_does_not_start(served, users):
+    env = {**served.env, "MLPLATFORM_JUPYTERHUB_PASSWORD": PASSWORD,
+           "MLPLATFORM_JUPYTERHUB_USERS": users}
+    result = served.cli("up", "--jupyterhub", env=env, check=False)
+    assert result.returncode == 1, result.stdout
+    assert "set MLPLATFORM_JUPYTERHUB_USERS=alice,bob" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_the_hub_refuses_a_wrong_password_and_strangers(hub, served):
     assert requests.get(hub + "/hub/health", timeout=30).status_code == 200
     assert re.search(r"^jupyterhub\s+healthy", served.cli("status").stdout, re.MULTILINE)
@@ -70,7 +80,7 @@ def test_the_hub_refuses_a_wrong_password_and_strangers(hub, served):
     assert not HubUser(hub, "mallory").login(PASSWORD)  # not an allowed user
 
 
-def test_a_spawned_server_reaches_mlflow_s3_mlserver_and_the_gateway(hub, served):
+def test_a_spawned_server_reaches_mlflow_mlserver_and_the_gateway(hub, served):
     user = HubUser(hub, USER)
     assert user.login(PASSWORD)
     user.create_token()
@@ -79,7 +89,8 @@ def test_a_spawned_server_reaches_mlflow_s3_mlserver_and_the_gateway(hub, served
         status, lines = run_in_kernel(server, user.token, KERNEL_CODE)
         assert status == "ok", lines
         assert any(line.startswith("registered echo version") for line in lines), lines
-        assert "MLmodel in S3: True" in lines
+        assert "MLmodel through MLflow: True" in lines
+        assert "S3 keys: []" in lines   # artifacts travel through MLflow's proxy
         assert "MLServer: {'result': 42}" in lines
         assert "gateway: {'result': 8}" in lines
         home = served.state_dir / "jupyterhub" / "users" / USER

@@ -26,10 +26,12 @@ RUN set -eu; \
 COPY infra/jupyterhub/jupyterhub_config.py /opt/jupyterhub/
 COPY notebooks /opt/jupyterhub/notebooks
 COPY examples /opt/jupyterhub/examples
-ENV MLPLATFORM_JUPYTERHUB_CONFIG=/opt/jupyterhub/jupyterhub_config.py \
+# The hub runs as root: it gives every user an OS account of their own and runs their
+# server as that account (compose drops every capability but the few this takes).
+ENV MLPLATFORM_JUPYTERHUB_ACCOUNTS=per-user \
+    MLPLATFORM_JUPYTERHUB_CONFIG=/opt/jupyterhub/jupyterhub_config.py \
     MLPLATFORM_JUPYTERHUB_PROXY=/opt/jupyterhub/node_modules/.bin/configurable-http-proxy \
     MLPLATFORM_JUPYTERHUB_NOTEBOOKS=/opt/jupyterhub/notebooks \
     MLPLATFORM_EXAMPLES=/opt/jupyterhub/examples
-USER mlplatform
 EXPOSE 6000
 CMD ["jupyterhub"]
