@@ -107,6 +107,12 @@ def main() -> int:
     arguments = sys.argv[1:]
     if any(a in ("--app-name=basic-auth",) for a in arguments) or any(
             a == "--app-name" and b == "basic-auth" for a, b in zip(arguments, arguments[1:])):
+        if not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
+            # the auth app's CSRF key; one per start, shared by this server's workers (set
+            # it yourself for several replicas behind one name)
+            import secrets
+
+            os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_urlsafe(32)
         if not os.environ.get("MLFLOW_AUTH_CONFIG_PATH"):
             os.environ["MLFLOW_AUTH_CONFIG_PATH"] = auth_config(
                 tempfile.mkdtemp(prefix="mlflow-auth-"))

@@ -84,10 +84,10 @@ def test_compose_file_publishes_only_the_gateway_and_the_uis_and_keeps_secrets_i
     assert "\nUSER mlplatform" in dockerfile and "\nHEALTHCHECK " in dockerfile
     gateway = services["gateway"]["environment"]
     assert gateway["MLPLATFORM_GATEWAY_PUBLIC_PREDICT"] == "${MLPLATFORM_GATEWAY_PUBLIC_PREDICT:-false}"
-    # S3 keys only where they are needed; no password inside a command
+    # S3 keys only in MLflow (the artifact proxy); no password inside a command
     for name, service in services.items():
         holds_keys = "AWS_SECRET_ACCESS_KEY" in (service.get("environment") or {})
-        assert holds_keys == (name in {"mlflow", "gateway"}), name
+        assert holds_keys == (name == "mlflow"), name
         assert "PASSWORD" not in " ".join(map(str, service.get("command") or [])), name
     assert "--app-name" not in text  # basic-auth is switched on by the role (container.py)
     assert services["mlflow"]["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith(
