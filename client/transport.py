@@ -172,10 +172,12 @@ class V2Transport(_Base):
 class AsyncV2Transport(_Base):
     """The async twin over one pooled ``aiohttp`` session (created inside the event loop)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0, connections: int = 64):
+    def __init__(self, base_url: str, *, timeout: float = 30.0, connections: int = 64,
+                 headers: Optional[Mapping[str, str]] = None):
         super().__init__(base_url)
         self.timeout_seconds = timeout
         self.connections = connections
+        self.headers = dict(headers or {})  # sent with every request (an Authorization)
         self._session = None
 
     @property
@@ -189,6 +191,7 @@ class AsyncV2Transport(_Base):
                 timeout=aiohttp.ClientTimeout(total=self.timeout_seconds,
                                               connect=min(5.0, self.timeout_seconds)),
                 connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=30),
+                headers=self.headers,
                 json_serialize=lambda value: orjson.dumps(value).decode())
         return self._session
 

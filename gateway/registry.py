@@ -8,9 +8,14 @@ Read here: the version a serving target serves (the registered model's
 ``mlplatform.served.<target>`` tag, written by ``mlserver_configs.serving``),
 its aliases, a version's wire-format tags, and its input example (for the
 OpenAPI examples).  ``RegistryUnavailable`` when MLflow cannot be reached.
+Where MLflow requires an account, the gateway's is MLflow's own client variables
+(``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD``, or ``MLFLOW_TRACKING_TOKEN``), the same
+the ``MlflowClient`` calls of deploys read.
 """
 from __future__ import annotations
 
+import base64
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 from urllib.parse import quote, urlencode
@@ -58,10 +63,22 @@ class VersionFormats:
     params: tuple = ()  # the request parameters the version takes (X-Param-* headers)
 
 
+def credentials() -> Dict[str, str]:
+    """The Authorization header MLflow's own client would send, from its variables."""
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get(
+        "MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class RegistryReader:
     def __init__(self, tracking_uri: str, target: str, timeout: float = 5.0):
         # The same pooled async HTTP as the V2 upstream; only the paths differ.
-        self.http = AsyncV2Transport(tracking_uri, timeout=timeout, connections=8)
+        self.http = AsyncV2Transport(tracking_uri, timeout=timeout, connections=8,
+                                     headers=credentials())
         self.tag = served_tag(target)
         self.route_tag = route_tag(target)
 

@@ -31,9 +31,18 @@ def job_environment(settings: GatewaySettings, work: Path) -> Dict[str, str]:
     """Everything the model's code sees of its environment: the registry's address and a
     home, temp folder and locale of its own.  Not the gateway's database URL, S3 keys,
     tokens or anything else the gateway runs with: those stay in this process.  Artifacts
-    travel through MLflow (``--serve-artifacts``), so the code needs no S3 keys."""
+    travel through MLflow (``--serve-artifacts``), so the code needs no S3 keys; where
+    MLflow requires an account, the job account's credentials are a file in the job's own
+    home (``job_tracking_username``), not a variable."""
     home = work / "home"
     (home / "tmp").mkdir(parents=True, exist_ok=True)
+    password = settings.job_tracking_password.get_secret_value()
+    if settings.job_tracking_username and password:  # read by MLflow's client, 0600
+        (home / ".mlflow").mkdir(mode=0o700)
+        descriptor = os.open(home / ".mlflow" / "credentials", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"[mlflow]\nmlflow_tracking_username = {settings.job_tracking_username}"
+                         f"\nmlflow_tracking_password = {password}\n")
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.defpath}",
            "HOME": str(home), "TMPDIR": str(home / "tmp"), "LANG": "C.UTF-8",
            "MLFLOW_TRACKING_URI": settings.tracking_uri,

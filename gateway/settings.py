@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlplatform.pyfunc_models.conventions import CHAMPION, DEFAULT_TARGET
@@ -72,6 +73,10 @@ class GatewaySettings(BaseSettings):
     shadow_max_in_flight: int = 1024
     follow_alias: str = CHAMPION
     job_timeout: float = 3600.0                  # seconds one job may run
+    # The registry account a file job's code uses where MLflow requires one (compose: a
+    # reader); written to the job's own ~/.mlflow/credentials, never its environment.
+    job_tracking_username: str = ""
+    job_tracking_password: SecretStr = SecretStr("")
     # Seconds a gateway's claim on a running job holds without a heartbeat (renewed every
     # third of it): how long a job of a gateway that died waits before another takes it.
     job_lease: float = 30.0

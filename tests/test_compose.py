@@ -223,9 +223,21 @@ def test_compose_mlflow_refuses_strangers_and_serves_each_component_its_account(
     assert requests.get(api, auth=admin, timeout=30).status_code == 200
     reader = ("mlserver", stack.env["MLFLOW_MLSERVER_PASSWORD"])
     assert requests.get(api, auth=reader, timeout=30).status_code == 200
-    created = requests.post(stack.url("MLFLOW_PORT", "/api/2.0/mlflow/registered-models/create"),
-                            json={"name": "planted"}, auth=reader, timeout=30)
-    assert created.status_code == 403, created.text
+    registry = stack.url("MLFLOW_PORT", "/api/2.0/mlflow")
+    made = requests.post(f"{registry}/registered-models/create", json={"name": "guarded"},
+                         auth=admin, timeout=30)
+    assert made.status_code == 200, made.text
+    # MLflow lets any account create models of its own; none but the owner and admins may
+    # change one: MLServer's account can neither add a version nor move an alias
+    version = requests.post(f"{registry}/model-versions/create", auth=reader, timeout=30,
+                            json={"name": "guarded", "source": "s3://elsewhere/model"})
+    assert version.status_code == 403, version.text
+    alias = requests.post(f"{registry}/registered-models/alias", auth=reader, timeout=30,
+                          json={"name": "guarded", "alias": "champion", "version": "1"})
+    assert alias.status_code == 403, alias.text
+    tag = requests.post(f"{registry}/registered-models/set-tag", auth=reader, timeout=30,
+                        json={"name": "guarded", "key": "mlplatform.served.compose", "value": "9"})
+    assert tag.status_code == 403, tag.text
     published = stack.run("port", "mlflow", "5000").stdout.strip()
     assert published.startswith("127.0.0.1:"), published
 

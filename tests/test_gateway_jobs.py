@@ -271,3 +271,22 @@ def test_job_code_sees_no_database_url_and_no_keys(jobs_stack, gateway, tmp_path
               if value and value in secrets.values() and name != "MLFLOW_TRACKING_URI"]
     assert not leaked, leaked
     assert "gateway.db" not in " ".join(seen.values())
+
+
+def test_a_jobs_registry_account_is_a_file_in_its_home_not_a_variable(tmp_path):
+    """Where MLflow requires an account (compose), the job's code reads models with the job
+    account, written 0600 to its own home: MLflow's client reads ~/.mlflow/credentials."""
+    import stat
+
+    from mlplatform.gateway.run_job import job_environment
+    from mlplatform.gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(job_tracking_username="jobs",
+                               job_tracking_password="a-jobs-password")
+    env = job_environment(settings, tmp_path)
+    credentials = Path(env["HOME"]) / ".mlflow" / "credentials"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert credentials.read_text() == ("[mlflow]\nmlflow_tracking_username = jobs\n"
+                                       "mlflow_tracking_password = a-jobs-password\n")
+    assert "a-jobs-password" not in " ".join(env.values())
+    assert not [name for name in env if "PASSWORD" in name or name.startswith("AWS_")]
