@@ -87,10 +87,25 @@ def _text_as_bytes(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return encoded
 
 
+# Parameters the Open Inference Protocol and its common extensions define for the
+# request itself, never for a model: tritonclient's plain ``infer()`` sends
+# ``binary_data_output`` (binary tensor data extension), and shared memory, sequence,
+# scheduling and classification have theirs.  ``content_type`` and ``headers`` are
+# MLServer's declared fields already.
+PROTOCOL_PARAMETERS = frozenset({
+    "binary_data_output", "binary_data", "binary_data_size",
+    "shared_memory_region", "shared_memory_offset", "shared_memory_byte_size",
+    "sequence_id", "sequence_start", "sequence_end", "priority", "timeout",
+    "classification", "content_type", "headers",
+})
+
+
 def request_parameters(request) -> Dict[str, Any]:
-    """The free-form ``parameters`` of a V2 request (what is not MLServer's own)."""
+    """The model's own ``parameters`` of a V2 request: what neither MLServer nor the
+    protocol's extensions define (PROTOCOL_PARAMETERS)."""
     parameters = getattr(request, "parameters", None)
-    return dict(getattr(parameters, "model_extra", None) or {})
+    extra = getattr(parameters, "model_extra", None) or {}
+    return {name: value for name, value in extra.items() if name not in PROTOCOL_PARAMETERS}
 
 
 class JsonCodecModel(mlflow.pyfunc.PythonModel):

@@ -153,6 +153,26 @@ def test_tritonclient_gets_a_fraud_prediction(served):
     client.close()
 
 
+def test_tritonclient_http_with_its_defaults_gets_json_answers(served):
+    """tritonclient's plain ``infer(model, [input])`` asks for ``binary_data_output``: a
+    parameter of the protocol's binary extension, not the model's (it was a 400 "unknown
+    parameter(s) binary_data_output")."""
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(served.mlserver_url.removeprefix("http://"))
+    tensor = triton.InferInput("x", [2], "BYTES")
+    tensor.set_data_from_numpy(np.array([json.dumps({"a": 10}), json.dumps({"a": 1.5})],
+                                        dtype=object), binary_data=False)
+    try:
+        result = client.infer("echo", [tensor])  # no outputs named: binary_data_output
+        assert [json.loads(v) for v in result.as_numpy("output").ravel()] == [
+            {"result": 20}, {"result": 3.0}]
+        with pytest.raises(Exception, match="unknown parameter.s. colours"):
+            client.infer("echo", [tensor], parameters={"colours": 4})  # the model's: refused
+    finally:
+        client.close()
+
+
 TRITON_GRPC_CALL = """
 import json, sys
 import numpy as np
