@@ -163,3 +163,26 @@ def test_tokens_keep_their_scopes_in_the_store(tmp_path):
     assert grant.allows("jobs") and not grant.allows("predict")
     store.revoke(token_id)
     assert store.grant_of(secret) is None
+
+
+@pytest.mark.browser
+def test_the_web_page_asks_a_closed_gateway_for_a_token(closed_gateway, browser):
+    """Closed predict routes (compose's default): the page says the gateway wants a token;
+    with a predict token every tab's calls carry it."""
+    url, tokens, _ = closed_gateway
+    page = browser.new_page()
+    try:
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('token-status').textContent"
+                               ".startsWith('the gateway answered 401')")
+        page.fill("#token", tokens["predict"])
+        page.press("#token", "Tab")  # read when the field is left
+        page.wait_for_selector("#model option[value=echo]", state="attached")
+        assert page.text_content("#token-status") == ""
+        page.select_option("#model", "echo")
+        page.fill("#payload", '{"a": 21}')
+        page.click("#send")
+        page.wait_for_function("document.getElementById('status').textContent === 'HTTP 200'")
+        assert '"result": 42' in page.text_content("#answer")
+    finally:
+        page.close()
