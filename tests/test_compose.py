@@ -95,6 +95,13 @@ def test_compose_file_publishes_only_the_gateway_and_the_uis_and_keeps_secrets_i
     assert "localhost:*" not in services["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"]
 
 
+def test_env_example_names_every_secret_the_compose_file_requires():
+    names = {line.split("=", 1)[0] for line in
+             (ROOT / "infra" / "docker" / "env.example").read_text().splitlines()
+             if line and not line.startswith("#")}
+    assert set(compose.SECRETS) | {"JUPYTERHUB_USERS", "MINIO_ROOT_USER"} <= names
+
+
 def test_docker_compose_config_accepts_the_files_and_refuses_a_missing_secret():
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
