@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import psutil
 import requests
@@ -217,29 +217,56 @@ class Postgres:
 
 class Traffic:
     """Calls (``/forward`` of echo by default) in a loop on a thread until stopped: every
-    status and model version seen."""
+    status and model version seen.  A call that raises (connection reset, timeout) is a
+    failure too: recorded as status 0 with the exception's name, so a test asserting
+    ``{200}`` sees it.  Fewer than ``min_calls`` calls, or an error in the loop itself,
+    fail the ``with`` block; every wait has a deadline."""
 
     def __init__(self, url: str, limit_seconds: float = 300.0, path: str = "/forward",
-                 body: Any = None):
+                 body: Any = None, min_calls: int = 3):
         self.url, self.limit = url + path, limit_seconds
         self.body = {"a": 10} if body is None else body
+        self.min_calls = min_calls
         self.seen: List[Tuple[int, str]] = []
+        self.crashed: Optional[BaseException] = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.limit  # bounded even if stop() is never called
-        with requests.Session() as session:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                response = session.post(self.url, json=self.body, timeout=30)
-                self.seen.append((response.status_code, response.headers.get("x-model-version")))
+        try:
+            with requests.Session() as session:
+                while not self._stop.is_set() and time.monotonic() < deadline:
+                    try:
+                        response = session.post(self.url, json=self.body, timeout=30)
+                    except requests.RequestException as exc:  # a failed call, counted
+                        self.seen.append((0, type(exc).__name__))
+                        continue
+                    self.seen.append((response.status_code,
+                                      response.headers.get("x-model-version")))
+        except BaseException as exc:  # the loop itself broke: __exit__ raises it
+            self.crashed = exc
 
     def __enter__(self) -> "Traffic":
         self._thread.start()
+        deadline = time.monotonic() + 60
         while not self.seen:  # at least one answer before the action under test
+            if self.crashed is not None or not self._thread.is_alive():
+                raise AssertionError(f"the traffic loop stopped before any call: {self.crashed!r}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no call to {self.url} finished within 60 s")
             time.sleep(0.01)
         return self
 
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout=60)
+        if exc_info[0] is not None:
+            return  # the test's own failure comes first
+        if self._thread.is_alive():
+            raise AssertionError(f"the traffic loop to {self.url} did not stop within 60 s")
+        if self.crashed is not None:
+            raise AssertionError(f"the traffic loop failed: {self.crashed!r}") from self.crashed
+        if len(self.seen) < self.min_calls:
+            raise AssertionError(f"only {len(self.seen)} call(s) to {self.url} during the "
+                                 f"action; at least {self.min_calls} expected")
