@@ -1,8 +1,8 @@
 """A zip's entry count, read from its end records before anything parses its directory.
 
 ``zipfile.ZipFile()`` builds a ``ZipInfo`` for every central-directory entry before a
-caller can look at one: 300,000 empty entries (a 24 MB body) cost the gateway about
-1 GB of memory and seconds of a core, unauthenticated (docs/benchmarks.md, hostile
+caller can look at one: 300,000 empty entries (a 26 MB body) cost +149 MB and 2.2 s of
+a core, a 128 MB body several times that, unauthenticated (docs/benchmarks.md, hostile
 uploads).  ``check_entries`` reads what the end-of-central-directory record (and the
 ZIP64 one, when present) declares, then walks the directory's fixed-size headers
 itself, stopping at ``limit`` + 1: ``zipfile`` walks the directory by its *size*, not

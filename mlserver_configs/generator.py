@@ -101,13 +101,12 @@ def resolve(client: "MlflowClient", reference: ModelReference) -> ResolvedModel:
     except MlflowException as exc:
         wanted = f"/{reference.version}" if reference.version else f"@{reference.alias}"
         raise ConfigError(f"{reference.name}{wanted} is not in the registry: {exc.message}") from exc
+    tags = version.tags or {}
     try:  # the registry's record first: a version the key did not sign is never loaded
-        check_record(version.name, str(version.version), version.tags or {},
-                     key_from_env(VERIFY_KEY_ENV))
+        check_record(version.name, str(version.version), tags, key_from_env(VERIFY_KEY_ENV))
     except (IntegrityError, OSError) as exc:
         raise ConfigError(f"{version.name}/{version.version} is refused: {exc}") from None
     storage = client.get_model_version_download_uri(version.name, version.version)
-    tags = version.tags or {}
     return ResolvedModel(version.name, str(version.version), reference.alias,
                          version.run_id or "", storage,
                          tuple((k, tags[k]) for k in (MANIFEST_TAG, SIGNATURE_TAG) if k in tags))

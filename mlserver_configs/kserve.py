@@ -62,7 +62,7 @@ class KServeOptions:
     service_account: str = "mlplatform-models"
     s3_secret: str = "mlplatform-s3"      # kubectl create secret ... (docs/kubernetes.md)
     # the gateway's MLflow account (MLFLOW_TRACKING_USERNAME / _PASSWORD): MLflow runs with
-    # authentication (infra/k8s/base/mlflow.yaml); a read-only account serves
+    # authentication (infra/k8s/base/mlflow.yaml, which makes this account at start)
     mlflow_secret: str = "mlplatform-gateway-mlflow"
     min_replicas: int = 1
     max_replicas: int = 3

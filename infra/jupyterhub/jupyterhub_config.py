@@ -33,11 +33,12 @@ For a team: README.md (PAM/OAuth login, Docker/Kubernetes spawners).
 """
 import os
 import pwd
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from mlplatform.scripts.jupyterhub import HubSetupError, check_users
 
 c = get_config()  # noqa: F821 -- provided by JupyterHub when it loads this file
 
@@ -67,15 +68,12 @@ c.JupyterHub.cleanup_proxy = True
 # ---------------------------------------------------------------- who logs in
 c.JupyterHub.authenticator_class = "shared-password"
 c.SharedPasswordAuthenticator.user_password = env["MLPLATFORM_JUPYTERHUB_PASSWORD"]
-users = {u.strip() for u in env.get("MLPLATFORM_JUPYTERHUB_USERS", "").split(",") if u.strip()}
-# The platform's own MLflow accounts and the machine's root are never a notebook user's.
-RESERVED = {"root", "admin", "gateway", "mlserver", "jupyterhub"}
-if not users or users & RESERVED or any(not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", name)
-                                        for name in users):
-    sys.exit("JupyterHub needs an explicit list of users, each a lower-case account name: set "
-             "MLPLATFORM_JUPYTERHUB_USERS=alice,bob (environment or .env); in compose, "
-             "JUPYTERHUB_USERS in .env")
-c.Authenticator.allowed_users = users
+users = env.get("MLPLATFORM_JUPYTERHUB_USERS", "")
+try:  # the same rule `mlplatform up --jupyterhub` and the container role check first
+    check_users(users)
+except HubSetupError as exc:
+    sys.exit(str(exc))
+c.Authenticator.allowed_users = {name.strip() for name in users.split(",") if name.strip()}
 
 # ---------------------------------------------------------------- the users' servers
 homes = Path(env.get("MLPLATFORM_JUPYTERHUB_HOMES") or state / "users")
